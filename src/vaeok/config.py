@@ -1,0 +1,210 @@
+"""Typed structured configs (registered in Hydra's ConfigStore) and config composition."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vaeok.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    """Where the rows come from. source=surrogate is the embedded synthetic set; csv reads `path`."""
+
+    name: str = "rubber_surrogate"
+    source: str = "surrogate"
+    path: Optional[str] = None
+    target: str = "stress_600"
+    features: Optional[list[str]] = None
+    n_rows: int = 86
+    noise: float = 60.0
+    data_seed: int = 2024
+    batch_size: int = 64
+
+
+@dataclass
+class ModelConfig:
+    """VAE architecture and optimiser (paper Table 1 defaults)."""
+
+    hidden: int = 65
+    n_layers: int = 1
+    latent: int = 2
+    activation: str = "relu"
+    lr: float = 0.002
+    beta: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer arguments; everything a trial does not need is off."""
+
+    _target_: str = "lightning.Trainer"
+    max_epochs: int = 400
+    accelerator: str = "cpu"
+    devices: int = 1
+    logger: bool = False
+    enable_checkpointing: bool = False
+    enable_progress_bar: bool = False
+    enable_model_summary: bool = False
+    num_sanity_val_steps: int = 0
+    limit_val_batches: float = 0.0
+    deterministic: bool = True
+
+
+@dataclass
+class LabelerConfig:
+    """Ordinary kriging of virtual samples, fitted on a fold's training rows only."""
+
+    name: str = "ordinary_kriging"
+    variogram: str = "auto"
+    candidates: list[str] = field(
+        default_factory=lambda: ["linear", "power", "gaussian", "spherical", "exponential"]
+    )
+    nugget: Optional[float] = None
+    backend: str = "auto"
+    exact: bool = True
+    max_points: Optional[int] = None
+    drop_variance_quantile: Optional[float] = None
+
+
+@dataclass
+class EvaluationConfig:
+    """How held-out scores are produced."""
+
+    protocol: str = "honest_kfold"
+    n_splits: int = 5
+    n_repeats: int = 1
+    loocv_below: int = 30
+    holdout_fraction: float = 0.15
+    holdout_seed: int = 0
+    eval_every_n_epochs: int = 0
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow store and experiment."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "vaeok"
+    log_figures: bool = True
+
+
+@dataclass
+class Config:
+    """Root config; groups are composed from conf/<group>/*.yaml."""
+
+    seed: int = 42
+    torch_threads: int = 1
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    generator: Any = None
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    regressor: Any = None
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    """Register the typed schema that conf/config.yaml extends."""
+    ConfigStore.instance().store(name="vaeok_schema", node=Config)
+
+
+def config_dir() -> Path:
+    """The Hydra config root: $VAEOK_CONFIG_DIR, else ./conf, else the checkout's conf/."""
+    env = os.environ.get("VAEOK_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd() / "conf"
+    if (cwd / "config.yaml").is_file():
+        return cwd.resolve()
+    return (Path(__file__).resolve().parents[2] / "conf").resolve()
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides; raise UserError on any composition problem."""
+    register_configs()
+    cdir = config_dir()
+    if not (cdir / "config.yaml").is_file():
+        raise UserError(f"config directory not found: {cdir} (set VAEOK_CONFIG_DIR)")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad config: {_one_line(exc)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Range checks that types alone cannot express; raise UserError naming the key."""
+    checks = [
+        (cfg.trainer.max_epochs >= 1, "trainer.max_epochs must be >= 1"),
+        (cfg.model.hidden >= 1, "model.hidden must be >= 1"),
+        (cfg.model.n_layers >= 1, "model.n_layers must be >= 1"),
+        (cfg.model.latent >= 1, "model.latent must be >= 1"),
+        (cfg.model.lr > 0, "model.lr must be > 0"),
+        (cfg.data.batch_size >= 1, "data.batch_size must be >= 1"),
+        (cfg.evaluation.n_splits >= 2, "evaluation.n_splits must be >= 2"),
+        (cfg.evaluation.n_repeats >= 1, "evaluation.n_repeats must be >= 1"),
+        (0 <= cfg.evaluation.holdout_fraction < 0.5, "evaluation.holdout_fraction must be in [0, 0.5)"),
+        (cfg.evaluation.protocol in ("honest_kfold", "loocv", "paper"),
+         f"evaluation.protocol must be honest_kfold, loocv or paper, got '{cfg.evaluation.protocol}'"),
+        (cfg.model.activation in ACTIVATIONS,
+         f"model.activation must be one of {sorted(ACTIVATIONS)}, got '{cfg.model.activation}'"),
+        (cfg.data.source in ("surrogate", "csv"), f"data.source must be surrogate or csv, got '{cfg.data.source}'"),
+        (cfg.generator is not None and "_target_" in cfg.generator, "generator group is missing or has no _target_"),
+        (cfg.regressor is not None and "_target_" in cfg.regressor, "regressor group is missing or has no _target_"),
+        (cfg.generator is None or cfg.generator.get("n_virtual", 0) >= 0, "generator.n_virtual must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(msg)
+
+
+ACTIVATIONS = {"relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "silu"}
+
+
+def _one_line(exc: BaseException) -> str:
+    """First meaningful line of an exception message, with the cause appended when useful."""
+    text = " ".join(str(exc).split("\n")[0:1]).strip() or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause).strip() and str(cause).split("\n")[0] not in text:
+        text = f"{text}: {str(cause).splitlines()[0]}"
+    return text
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Flatten a config to dotted keys (for MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = str(node)[:500]
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out

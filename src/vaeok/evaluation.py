@@ -1,0 +1,211 @@
+"""Scoring a config: splits, per-fold generate -> label -> regress, pooled held-out metrics.
+
+One implementation serves `run`, `sweep`, `compare` and `promote`. For VAE generators the
+scoring runs inside a Lightning Callback (at fit end, and every N epochs for pruning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from sklearn.base import RegressorMixin
+
+from vaeok.data import Dataset
+from vaeok.generators.base import TrainSet, VirtualSet
+from vaeok.generators.vae import VAEGenerator
+from vaeok.kriging import OrdinaryKrigingLabeler
+from vaeok.metrics import ks_statistic, regression_metrics
+from vaeok.splits import Fold, holdout_split, inner_folds
+
+Reporter = Callable[[int, float], None]
+HONEST_PREFIX = "val"
+LEAKY_PREFIX = "leaky"
+
+
+@dataclass
+class EvalResult:
+    """Scores of one config: pooled metrics, per-row predictions, fold scores, diagnostics."""
+
+    metrics: dict[str, float]
+    predictions: pd.DataFrame
+    fold_metrics: list[dict[str, float]]
+    virtual: list[VirtualSet] = field(default_factory=list)
+    loss_history: dict[str, np.ndarray] = field(default_factory=dict)
+    intermediate: list[tuple[int, float]] = field(default_factory=list)
+    objective_key: str = f"{HONEST_PREFIX}/r2"
+
+    @property
+    def objective(self) -> float:
+        return self.metrics[self.objective_key]
+
+
+def subset(data: Dataset, idx: np.ndarray, name: str | None = None) -> Dataset:
+    """Rows idx of a data set."""
+    return Dataset(data.X[idx], data.y[idx], data.feature_names, data.target_name, name or data.name)
+
+
+def development_rows(cfg: DictConfig, data: Dataset) -> tuple[Dataset, Dataset]:
+    """Split off the untouched outer holdout (fixed by evaluation.holdout_seed)."""
+    ev = cfg.evaluation
+    dev_idx, hold_idx = holdout_split(data.n_rows, ev.holdout_fraction, ev.holdout_seed)
+    return subset(data, dev_idx), subset(data, hold_idx)
+
+
+def make_labeler(cfg: DictConfig) -> OrdinaryKrigingLabeler:
+    """The configured kriging labeler (unfitted)."""
+    lab = cfg.labeler
+    return OrdinaryKrigingLabeler(
+        variogram=lab.variogram,
+        candidates=list(lab.candidates),
+        nugget=lab.nugget,
+        backend=lab.backend,
+        exact=lab.exact,
+        max_points=lab.max_points,
+        seed=cfg.seed,
+    )
+
+
+def make_regressor(cfg: DictConfig) -> RegressorMixin:
+    """A fresh, unfitted regressor from the regressor group's `_target_`."""
+    return instantiate(cfg.regressor, _convert_="all")
+
+
+def label_virtual(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> VirtualSet:
+    """Give unlabelled virtual rows kriging labels fitted on `train` only; drop high-variance rows."""
+    if virtual.y is not None or len(virtual.X) == 0:
+        return virtual
+    labeler = make_labeler(cfg).fit(train.X, train.y)
+    y, std = labeler.predict(virtual.X, return_std=True)
+    q = cfg.labeler.drop_variance_quantile
+    if q is not None and len(std):
+        keep = std <= np.quantile(std, q)
+        return VirtualSet(virtual.X[keep], y[keep], std[keep])
+    return VirtualSet(virtual.X, y, std)
+
+
+def fit_predict(cfg: DictConfig, train: TrainSet, virtual: VirtualSet, X_test: np.ndarray) -> np.ndarray:
+    """Fit the regressor on real+virtual training rows; predict X_test."""
+    X = np.vstack([train.X, virtual.X]) if len(virtual.X) else train.X
+    y = np.concatenate([train.y, virtual.y]) if len(virtual.X) else train.y
+    return make_regressor(cfg).fit(X, y).predict(X_test)
+
+
+def pooled_metrics(pred: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """Metrics of predictions pooled over the folds of each repeat, averaged over repeats."""
+    per_repeat = [regression_metrics(g.y_true.to_numpy(), g.y_pred.to_numpy()) for _, g in pred.groupby("repeat")]
+    return {f"{prefix}/{k}": float(np.mean([m[k] for m in per_repeat])) for k in per_repeat[0]}
+
+
+def score_folds(cfg: DictConfig, dev: Dataset, folds: Sequence[Fold], virtual_sets: Sequence[VirtualSet]) -> EvalResult:
+    """Honest scoring: each fold labels its virtual rows and fits its regressor on its own
+    training rows only, and is scored on its real held-out rows."""
+    rows, fold_metrics, labelled, ks = [], [], [], []
+    for fold, virtual in zip(folds, virtual_sets, strict=True):
+        train = TrainSet(dev.X[fold.train], dev.y[fold.train])
+        virtual = label_virtual(cfg, virtual, train)
+        y_pred = fit_predict(cfg, train, virtual, dev.X[fold.test])
+        labelled.append(virtual)
+        ks.append(ks_statistic(train.y, virtual.y)[0] if virtual.y is not None else np.nan)
+        rows.append(pd.DataFrame({
+            "row": fold.test, "repeat": fold.repeat, "fold": fold.index,
+            "y_true": dev.y[fold.test], "y_pred": y_pred,
+        }))
+        if len(fold.test) > 1:
+            fold_metrics.append({"repeat": fold.repeat, "fold": fold.index,
+                                 **regression_metrics(dev.y[fold.test], y_pred)})
+    pred = pd.concat(rows, ignore_index=True)
+    metrics = pooled_metrics(pred, HONEST_PREFIX)
+    ks_valid = [k for k in ks if np.isfinite(k)]
+    if ks_valid:
+        metrics[f"{HONEST_PREFIX}/ks"] = float(np.mean(ks_valid))
+    metrics[f"{HONEST_PREFIX}/n_virtual"] = float(np.mean([len(v.X) for v in labelled]))
+    return EvalResult(metrics, pred, fold_metrics, labelled)
+
+
+def score_paper(cfg: DictConfig, dev: Dataset, virtual_sets: Sequence[VirtualSet]) -> EvalResult:
+    """The paper's LEAKY protocol: virtual rows generated and labelled from all development rows,
+    then real+virtual rows are split together, so virtual rows reach the test folds."""
+    train = TrainSet(dev.X, dev.y)
+    virtual = label_virtual(cfg, virtual_sets[0], train)
+    X = np.vstack([dev.X, virtual.X])
+    y = np.concatenate([dev.y, virtual.y])
+    is_virtual = np.r_[np.zeros(len(dev.X), bool), np.ones(len(virtual.X), bool)]
+    ev = cfg.evaluation
+    folds = inner_folds(len(X), "honest_kfold", ev.n_splits, ev.n_repeats, 0, cfg.seed)
+    rows = []
+    for fold in folds:
+        model = make_regressor(cfg).fit(X[fold.train], y[fold.train])
+        rows.append(pd.DataFrame({
+            "row": fold.test, "repeat": fold.repeat, "fold": fold.index, "y_true": y[fold.test],
+            "y_pred": model.predict(X[fold.test]), "is_virtual": is_virtual[fold.test],
+        }))
+    pred = pd.concat(rows, ignore_index=True)
+    metrics = pooled_metrics(pred, LEAKY_PREFIX)
+    real = pooled_metrics(pred[~pred.is_virtual], LEAKY_PREFIX)
+    metrics.update({f"{k}_real_rows": v for k, v in real.items()})
+    metrics[f"{LEAKY_PREFIX}/test_virtual_share"] = float(pred.is_virtual.mean())
+    if len(virtual.X):
+        metrics[f"{LEAKY_PREFIX}/ks"] = ks_statistic(dev.y, virtual.y)[0]
+    return EvalResult(metrics, pred, [], [virtual], objective_key=f"{LEAKY_PREFIX}/r2")
+
+
+class EvaluationCallback(L.Callback):
+    """Scores the VAE's virtual samples with kriging + regressor at fit end (the result) and
+    every `every_n_epochs` epochs (reported to `report`, e.g. an Optuna trial for pruning)."""
+
+    def __init__(self, score: Callable[[list[VirtualSet]], EvalResult], generator: VAEGenerator,
+                 every_n_epochs: int = 0, report: Reporter | None = None) -> None:
+        self.score = score
+        self.generator = generator
+        self.every_n_epochs = every_n_epochs
+        self.report = report
+        self.intermediate: list[tuple[int, float]] = []
+        self.result: EvalResult | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if not self.every_n_epochs or epoch % self.every_n_epochs or epoch >= trainer.max_epochs:
+            return
+        value = self.score(self.generator.virtual_sets(pl_module)).objective
+        self.intermediate.append((epoch, value))
+        if self.report is not None:
+            self.report(epoch, value)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.interrupted:
+            return
+        self.result = self.score(self.generator.virtual_sets(pl_module))
+
+
+def generate_and_score(cfg: DictConfig, train_sets: Sequence[TrainSet],
+                       score: Callable[[list[VirtualSet]], EvalResult], report: Reporter | None) -> EvalResult:
+    """Run the configured generator on the training sets and score its virtual samples."""
+    generator = instantiate(cfg.generator, _recursive_=False)
+    if isinstance(generator, VAEGenerator):
+        callback = EvaluationCallback(score, generator, cfg.evaluation.eval_every_n_epochs, report)
+        generator.fit(train_sets, cfg.seed, callbacks=[callback])
+        assert callback.result is not None
+        callback.result.loss_history = generator.module.loss_history()
+        callback.result.intermediate = callback.intermediate
+        return callback.result
+    result = score(generator.generate(train_sets, cfg.seed))
+    if report is not None:
+        report(1, result.objective)
+    return result
+
+
+def evaluate(cfg: DictConfig, data: Dataset, report: Reporter | None = None) -> EvalResult:
+    """Score a config on the development rows under its evaluation protocol."""
+    dev, _ = development_rows(cfg, data)
+    ev = cfg.evaluation
+    if ev.protocol == "paper":
+        return generate_and_score(cfg, [TrainSet(dev.X, dev.y)], lambda v: score_paper(cfg, dev, v), report)
+    folds = inner_folds(dev.n_rows, ev.protocol, ev.n_splits, ev.n_repeats, ev.loocv_below, cfg.seed)
+    train_sets = [TrainSet(dev.X[f.train], dev.y[f.train]) for f in folds]
+    return generate_and_score(cfg, train_sets, lambda v: score_folds(cfg, dev, folds, v), report)

@@ -1,0 +1,192 @@
+"""Ordinary kriging labeler: labels virtual samples and returns the kriging variance.
+
+The variogram is estimated and fitted with gstools (any dimension) in the standardised feature
+space of the training rows; the kriging system is solved by pykrige (2-3 features) or gstools
+(n-D). `variogram="auto"` picks the model with the lowest leave-one-out error on the training
+rows (closed-form ordinary-kriging LOO residuals, Dubrule 1983).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import gstools as gs
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from vaeok.errors import UserError
+
+# "power" maps to gstools' Stable (powered-exponential) model: an unbounded power variogram
+# has no covariance form, which gstools' kriging needs. "linear" is gstools' bounded Linear.
+VARIOGRAM_MODELS: dict[str, type[gs.CovModel]] = {
+    "linear": gs.Linear,
+    "power": gs.Stable,
+    "gaussian": gs.Gaussian,
+    "spherical": gs.Spherical,
+    "exponential": gs.Exponential,
+}
+BACKENDS = ("auto", "pykrige", "gstools")
+
+
+class KrigingError(RuntimeError):
+    """Kriging could not be fitted (singular system, degenerate variogram)."""
+
+
+@dataclass
+class _Fitted:
+    model: gs.CovModel
+    loo_rmse: float
+
+
+class OrdinaryKrigingLabeler:
+    """Ordinary kriging with a fitted variogram; sklearn-style fit/predict (predict returns std)."""
+
+    def __init__(
+        self,
+        variogram: str = "auto",
+        candidates: tuple[str, ...] | list[str] = tuple(VARIOGRAM_MODELS),
+        nugget: float | None = None,
+        backend: str = "auto",
+        exact: bool = True,
+        max_points: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if variogram != "auto" and variogram not in VARIOGRAM_MODELS:
+            raise UserError(
+                f"labeler.variogram must be auto or one of {sorted(VARIOGRAM_MODELS)}, got '{variogram}'"
+            )
+        bad = [c for c in candidates if c not in VARIOGRAM_MODELS]
+        if bad:
+            raise UserError(f"labeler.candidates: unknown variogram model(s) {bad}")
+        if backend not in BACKENDS:
+            raise UserError(f"labeler.backend must be one of {BACKENDS}, got '{backend}'")
+        if nugget is not None and nugget < 0:
+            raise UserError(f"labeler.nugget must be >= 0, got {nugget}")
+        self.variogram = variogram
+        self.candidates = tuple(candidates)
+        self.nugget = nugget
+        self.backend = backend
+        self.exact = exact
+        self.max_points = max_points
+        self.seed = seed
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "OrdinaryKrigingLabeler":
+        """Standardise X, fit the variogram (or choose it by LOO) on these rows only."""
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if self.max_points is not None and len(X) > self.max_points:
+            idx = np.random.default_rng(self.seed).choice(len(X), self.max_points, replace=False)
+            X, y = X[idx], y[idx]
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+        self.X_ = (X - self.mean_) / self.scale_
+        self.y_ = y
+        self.dim_ = X.shape[1]
+        names = self.candidates if self.variogram == "auto" else (self.variogram,)
+        fitted: dict[str, _Fitted] = {}
+        for name in names:
+            try:
+                fitted[name] = self._fit_model(name)
+            except (KrigingError, RuntimeError, ValueError, np.linalg.LinAlgError):
+                continue
+        if not fitted:
+            raise KrigingError(f"no variogram model could be fitted (tried {list(names)})")
+        self.chosen_ = min(fitted, key=lambda k: fitted[k].loo_rmse)
+        self.model_ = fitted[self.chosen_].model
+        self.loo_rmse_ = {k: v.loo_rmse for k, v in fitted.items()}
+        backend = self.backend
+        if backend == "auto":
+            backend = "pykrige" if self.dim_ in (2, 3) else "gstools"
+        if backend == "pykrige" and self.dim_ not in (2, 3):
+            raise UserError(f"labeler.backend=pykrige supports 2-3 features, data has {self.dim_}")
+        self.backend_ = backend
+        return self
+
+    def _fit_model(self, name: str) -> _Fitted:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. Linear is only valid in 1-D; LOO judges it
+            model = VARIOGRAM_MODELS[name](dim=self.dim_)
+        bin_center, gamma = gs.vario_estimate(self.X_.T, self.y_, **_bins(self.X_))
+        ok = np.isfinite(gamma) & (gamma > 0)
+        if ok.sum() < 3:
+            raise KrigingError("too few variogram lags")
+        kwargs: dict = {"nugget": False} if self.nugget is not None else {}
+        if self.nugget is not None:
+            model.nugget = self.nugget
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit_variogram(bin_center[ok], gamma[ok], **kwargs)
+        if not np.isfinite(model.sill) or model.sill <= 0:
+            raise KrigingError(f"degenerate {name} variogram fit")
+        return _Fitted(model, _loo_rmse(model, self.X_, self.y_))
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(self, X: np.ndarray, return_std: bool = False):
+        """Kriged labels at rows X (and the kriging standard deviation if return_std)."""
+        Z = (np.asarray(X, dtype=float) - self.mean_) / self.scale_
+        if len(Z) == 0:
+            empty = np.zeros(0)
+            return (empty, empty) if return_std else empty
+        if self.backend_ == "pykrige":
+            mean, var = self._pykrige(Z)
+        else:
+            krig = gs.krige.Ordinary(self.model_, self.X_.T, self.y_, exact=self.exact)
+            mean, var = krig(Z.T, return_var=True, store=False)
+        mean = np.asarray(mean, dtype=float)
+        if not np.all(np.isfinite(mean)):
+            raise KrigingError("kriging produced non-finite labels (singular system)")
+        std = np.sqrt(np.clip(np.asarray(var, dtype=float), 0.0, None))
+        return (mean, std) if return_std else mean
+
+    def _pykrige(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from pykrige.ok import OrdinaryKriging
+        from pykrige.ok3d import OrdinaryKriging3D
+
+        model = self.model_
+
+        def vfun(_params: list[float], d: np.ndarray) -> np.ndarray:
+            return model.variogram(d)
+
+        common = dict(
+            variogram_model="custom",
+            variogram_parameters=[],
+            variogram_function=vfun,
+            exact_values=self.exact,
+        )
+        cols = [self.X_[:, i] for i in range(self.dim_)]
+        pts = [Z[:, i] for i in range(self.dim_)]
+        if self.dim_ == 2:
+            ok = OrdinaryKriging(*cols, self.y_, **common)
+        else:
+            ok = OrdinaryKriging3D(*cols, self.y_, **common)
+        mean, var = ok.execute("points", *pts)
+        return np.asarray(mean), np.asarray(var)
+
+
+def _bins(X: np.ndarray) -> dict:
+    """Variogram bins over half the maximum pairwise distance."""
+    d = cdist(X, X)
+    dmax = float(d.max())
+    return {"bin_edges": np.linspace(0.0, 0.5 * dmax if dmax > 0 else 1.0, 13)}
+
+
+def _loo_rmse(model: gs.CovModel, X: np.ndarray, y: np.ndarray) -> float:
+    """Closed-form leave-one-out RMSE of ordinary kriging with a fixed variogram."""
+    n = len(X)
+    A = np.ones((n + 1, n + 1))
+    A[:n, :n] = model.variogram(cdist(X, X))
+    np.fill_diagonal(A[:n, :n], 0.0)
+    A[n, n] = 0.0
+    try:
+        Ainv = np.linalg.inv(A)
+    except np.linalg.LinAlgError as exc:
+        raise KrigingError("singular kriging system") from exc
+    w = Ainv[:n, :n] @ y
+    resid = w / np.diag(Ainv)[:n]
+    rmse = float(np.sqrt(np.mean(resid**2)))
+    if not np.isfinite(rmse):
+        raise KrigingError("non-finite LOO error")
+    return rmse
