@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ SURROGATE_FEATURES = ("omega", "eps_h", "eps_nh")
 SURROGATE_TARGET = "stress_600"
 _SURROGATE_LOW = np.array([0.02, 1.0, 0.5])
 _SURROGATE_HIGH = np.array([0.20, 12.0, 2.0])
-_SURROGATE_OFFSET = 875.0
-_SURROGATE_SCALE = 1350.0
+_SURROGATE_OFFSET = 850.0
+_SURROGATE_SCALE = 1265.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def surrogate_oracle(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     u = (X - _SURROGATE_LOW) / (_SURROGATE_HIGH - _SURROGATE_LOW)
     w, h, nh = np.clip(u[:, 0], 0, None), u[:, 1], u[:, 2]
-    g = (1.0 - np.exp(-2.5 * h)) + 0.55 * w**1.3 + 0.25 * nh + 0.35 * h * w
+    g = 1.2 * (1.0 - np.exp(-2.5 * h)) + 0.5 * w**1.3 + 0.25 * nh + 0.3 * h * w
     return _SURROGATE_OFFSET + _SURROGATE_SCALE * g
 
 
@@ -93,9 +94,10 @@ def load_csv(path: str | Path, target: str, features: list[str] | None = None) -
     if not p.is_file():
         raise UserError(f"data.path: file not found: {p}")
     try:
-        header = pd.read_csv(p, nrows=0).columns.tolist()
+        with p.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
         df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, OSError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{p}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
