@@ -50,7 +50,8 @@ def test_no_held_out_row_reaches_any_fitted_component(tiny_cfg: DictConfig, monk
 
     data = load_dataset(tiny_cfg.data)
     result = ev.evaluate(tiny_cfg, data)
-    dev_idx, hold_idx = holdout_split(data.n_rows, tiny_cfg.evaluation.holdout_fraction, tiny_cfg.evaluation.holdout_seed)
+    e = tiny_cfg.evaluation
+    dev_idx, hold_idx = holdout_split(data.n_rows, e.holdout_fraction, e.holdout_seed)
     dev = data.X[dev_idx]
     e = tiny_cfg.evaluation
     folds = inner_folds(len(dev_idx), e.protocol, e.n_splits, e.n_repeats, e.loocv_below, tiny_cfg.seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) 
     if result.loss_history:
         for key, arr in result.loss_history.items():
             series[f"train/{key}"] = arr.mean(axis=1).tolist()
-    for epoch, value in result.intermediate:
+    for _epoch, value in result.intermediate:
         series.setdefault(f"{result.objective_key}_intermediate", []).append(value)
     metrics = dict(result.metrics)
     for fm in result.fold_metrics:
@@ -83,7 +84,9 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) 
 
 
 def run_experiment(cfg: DictConfig, report: Reporter | None = None, parent_run_id: str | None = None,
-                   extra_tags: dict[str, str] | None = None, name: str | None = None) -> RunOutcome:
+                   extra_tags: dict[str, str] | None = None, name: str | None = None,
+                   pruned: tuple[type[BaseException], ...] = (),
+                   on_start: Callable[[str], None] | None = None) -> RunOutcome:
     """Evaluate one config and (if tracking is enabled) log it as one MLflow run."""
     configure_runtime(cfg.torch_threads)
     data = load_dataset(cfg.data)
@@ -92,7 +95,9 @@ def run_experiment(cfg: DictConfig, report: Reporter | None = None, parent_run_i
     exp_id = tracking.setup(cfg.tracking)
     tags = {**run_tags(cfg, data), **(extra_tags or {})}
     with tracking.run(exp_id, name or run_name(cfg), tags, nested=parent_run_id is not None,
-                      parent_run_id=parent_run_id) as active:
+                      parent_run_id=parent_run_id, pruned=pruned) as active:
+        if on_start is not None:
+            on_start(active.info.run_id)
         result = evaluate(cfg, data, report)
         log_result(cfg, data, result, active.info.run_id)
     return RunOutcome(result, active.info.run_id, data)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -37,22 +37,39 @@ def setup(tracking: DictConfig) -> str:
         raise UserError(f"MLflow store {uri}: {str(exc).splitlines()[0]}") from None
 
 
+STATE_TAG = "vaeok.state"
+ERROR_TAG = "vaeok.error"
+
+
 @contextmanager
 def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None,
-        nested: bool = False, parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED, FAILED (exception) or KILLED (interrupt), never RUNNING."""
+        nested: bool = False, parent_run_id: str | None = None,
+        pruned: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that always ends: FINISHED, FAILED (exception, message tagged), KILLED
+    (interrupt), or KILLED with tag vaeok.state=PRUNED (an exception listed in `pruned`)."""
     active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}),
                               nested=nested, parent_run_id=parent_run_id)
     try:
         yield active
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        _end(STATE_TAG, "KILLED", "KILLED")
         raise
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except pruned:
+        _end(STATE_TAG, "PRUNED", "KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag(ERROR_TAG, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:5000])
+        _end(STATE_TAG, "FAILED", "FAILED")
         raise
     else:
-        mlflow.end_run("FINISHED")
+        _end(STATE_TAG, "COMPLETE", "FINISHED")
+
+
+def _end(tag: str, state: str, status: str) -> None:
+    try:
+        mlflow.set_tag(tag, state)
+    finally:
+        mlflow.end_run(status)
 
 
 def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,
