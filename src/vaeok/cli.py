@@ -26,6 +26,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from vaeok.sweep import SweepOptions, run_sweep
+    from vaeok.sweep_report import format_top
+    from vaeok.sweep_spec import load_spec
+
+    spec = load_spec(resolve_spec(args.spec))
+    opts = SweepOptions(study=args.study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
+                        retry_failed=args.retry_failed, progress=not args.no_progress)
+    if args.workers > 1:
+        from vaeok.workers import run_workers
+
+        study = run_workers(spec, args.overrides, opts, args.workers)
+    else:
+        study = run_sweep(spec, args.overrides, opts)
+    print(f"\ntop trials of study '{study.study_name}':")
+    print(format_top(study, spec))
+    print("\ncompare them in the MLflow UI:  vaeok ui   (filter: tags.`vaeok.study` = '"
+          f"{study.study_name}')")
+    print(f"study dashboard:  optuna-dashboard {args.storage or 'sqlite:///mlruns/optuna.db'}")
+    return 0
+
+
+def resolve_spec(spec: str) -> str:
+    """A spec path as given, else under ./sweeps, else under the checkout's sweeps/."""
+    from pathlib import Path
+
+    from vaeok.config import config_dir
+
+    for cand in (Path(spec), Path("sweeps") / spec, config_dir().parent / spec, config_dir().parent / "sweeps" / spec):
+        if cand.is_file():
+            return str(cand)
+        if cand.with_suffix(".yaml").is_file():
+            return str(cand.with_suffix(".yaml"))
+    return spec
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
     parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
@@ -33,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400")
     p_run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     p_run.set_defaults(func=_cmd_run)
+
+    p_sw = sub.add_parser("sweep", help="resumable Optuna study over config keys (one MLflow run per trial)")
+    p_sw.add_argument("--spec", default="sweeps/tpe.yaml", help="study spec (default: sweeps/tpe.yaml)")
+    p_sw.add_argument("--n-trials", type=int, help="COMPLETE+PRUNED trials the study should reach")
+    p_sw.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p_sw.add_argument("--study", help="study name (default: the spec's name)")
+    p_sw.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
+    p_sw.add_argument("--workers", type=int, default=1, help="worker processes on this host")
+    p_sw.add_argument("--retry-failed", type=int, default=0, metavar="K", help="retry each failed trial up to K times")
+    p_sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_sw.add_argument("overrides", nargs="*", help="Hydra overrides applied to every trial")
+    p_sw.set_defaults(func=_cmd_sweep)
     return parser
 
 

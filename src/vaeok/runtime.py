@@ -20,4 +20,6 @@ def configure_runtime(torch_threads: int = 1) -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
+    warnings.filterwarnings("ignore", message=r".*experimental feature.*")
+    warnings.filterwarnings("ignore", message=r".*tight_layout.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow(\..*)?")

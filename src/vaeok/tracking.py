@@ -20,9 +20,7 @@ MAX_PARAMS_PER_BATCH = 100
 
 def setup(tracking: DictConfig) -> str:
     """Point MLflow at the configured store; return the experiment id (created if missing)."""
-    uri = str(tracking.uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = absolute_sqlite_uri(str(tracking.uri))
     mlflow.set_tracking_uri(uri)
     try:
         exp = mlflow.get_experiment_by_name(tracking.experiment)
@@ -39,6 +37,19 @@ def setup(tracking: DictConfig) -> str:
 
 STATE_TAG = "vaeok.state"
 ERROR_TAG = "vaeok.error"
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db (parent created); other URIs unchanged.
+
+    MLflow caches one store per URI string, so a cwd-relative URI must not be reused from
+    another directory in the same process.
+    """
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return uri
+    path = Path(uri.removeprefix("sqlite:///")).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 @contextmanager
@@ -59,6 +70,8 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
         raise
     except BaseException as exc:
         mlflow.set_tag(ERROR_TAG, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:5000])
+        with suppress(Exception):
+            mlflow.log_text(traceback.format_exc(), "error.txt")
         _end(STATE_TAG, "FAILED", "FAILED")
         raise
     else:

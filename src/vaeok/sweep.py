@@ -1,0 +1,355 @@
+"""Optuna studies driven from study specs: one trial = one `vaeok run` config, logged to MLflow.
+
+A study always has storage (SQLite under mlruns/ by default) and resumes by name; the budget is
+the number of COMPLETE + PRUNED trials, so failed trials are replaced rather than counted.
+One MLflow parent run per study; one nested run per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from vaeok import tracking
+from vaeok.config import load_config, to_yaml
+from vaeok.errors import UserError
+from vaeok.run import run_experiment
+from vaeok.runtime import configure_runtime
+from vaeok.sweep_spec import StudySpec, check_keys, override
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STUDY_TAG = "vaeok.study"
+TRIAL_TAG = "vaeok.trial"
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+@dataclass
+class SweepOptions:
+    """Command-line knobs of a sweep on top of its spec."""
+
+    study: str | None = None
+    storage: str | None = None
+    n_trials: int | None = None
+    timeout: float | None = None
+    retry_failed: int = 0
+    max_failures: int | None = None
+    heartbeat: int = 10
+    progress: bool = True
+
+
+# -- Optuna objects ---------------------------------------------------------------------------
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded."""
+    s = dict(spec.sampler)
+    kind, seed = s.pop("type"), s.pop("seed", 0)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **s)
+    if kind in ("random", "one_at_a_time"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        return optuna.samplers.GridSampler({p.key: p.grid() for p in spec.space}, seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **s)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **s)
+    if kind == "nsgaii":
+        return optuna.samplers.NSGAIISampler(seed=seed, **s)
+    raise UserError(f"unknown sampler '{kind}'")
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The spec's pruner."""
+    p = dict(spec.pruner)
+    kind = p.pop("type")
+    if kind == "median":
+        return optuna.pruners.MedianPruner(**p)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(**p)
+    return optuna.pruners.NopPruner()
+
+
+def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
+    """RDB storage with heartbeats, so trials of a killed process are marked FAIL (and retried)."""
+    if url.startswith("sqlite:///"):
+        url = tracking.absolute_sqlite_uri(url)
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+            failed_trial_callback=_retry_stale(retry_failed),
+        )
+    except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
+        raise UserError(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}") from None
+
+
+def _retry_stale(max_retry: int) -> Any:
+    """Optuna's callback that re-enqueues trials whose worker died (heartbeat went stale)."""
+    if max_retry <= 0:
+        return None
+    storages = optuna.storages
+    cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+    return cls(max_retry=max_retry)
+
+
+def spec_hash(spec: StudySpec, base_overrides: list[str]) -> str:
+    """Identity of what a study searches (space, objectives, base overrides)."""
+    d = spec.as_dict()
+    key = {k: d[k] for k in ("space", "directions", "metrics", "overrides")} | {"base": base_overrides}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -> optuna.Study:
+    """Create or resume the study; refuse to resume a study created from a different spec."""
+    name = opts.study or spec.name
+    storage = make_storage(opts.storage or DEFAULT_STORAGE, opts.heartbeat, opts.retry_failed)
+    study = optuna.create_study(study_name=name, storage=storage, directions=spec.directions,
+                                sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+    h = spec_hash(spec, base_overrides)
+    attrs = study.user_attrs
+    if "spec_hash" in attrs and attrs["spec_hash"] != h:
+        raise UserError(f"study '{name}' already exists with a different spec or overrides; "
+                        f"resume it with the same arguments or pick another --study name")
+    if "spec_hash" not in attrs:
+        study.set_user_attr("spec_hash", h)
+        study.set_user_attr("spec", spec.as_dict())
+        study.set_user_attr("base_overrides", [*spec.overrides, *base_overrides])
+        if spec.sampler["type"] == "one_at_a_time":
+            enqueue_one_at_a_time(study, spec, base_overrides)
+    return study
+
+
+def enqueue_one_at_a_time(study: optuna.Study, spec: StudySpec, base_overrides: list[str]) -> None:
+    """Enqueue the paper's Fig 8 design: vary one parameter over its grid, others at defaults."""
+    from omegaconf import OmegaConf
+
+    cfg = load_config([*spec.overrides, *base_overrides])
+    defaults = {p.key: OmegaConf.select(cfg, p.key) for p in spec.space}
+    seen: set[str] = set()
+    for p in spec.space:
+        for v in p.grid():
+            point = {**defaults, p.key: v}
+            key = json.dumps(point, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                study.enqueue_trial(point, user_attrs={"oat_param": p.key})
+
+
+# -- MLflow parent run ------------------------------------------------------------------------
+def parent_run(study: optuna.Study, spec: StudySpec, base_overrides: list[str], experiment_id: str) -> str:
+    """The study's MLflow parent run (created once, reopened on resume)."""
+    client = MlflowClient()
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    if run_id:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except mlflow.exceptions.MlflowException:
+            pass  # parent lost (e.g. tracking store changed): make a new one
+    run = client.create_run(experiment_id, run_name=f"study-{study.study_name}",
+                            tags={STUDY_TAG: study.study_name, "vaeok.role": "study",
+                                  "git_commit": tracking.git_commit()})
+    run_id = run.info.run_id
+    study.set_user_attr(PARENT_ATTR, run_id)
+    params = {f"spec.{k}": json.dumps(v, default=str) for k, v in spec.as_dict().items()}
+    params["base_overrides"] = " ".join(base_overrides)
+    tracking.log_batch(run_id, params=params)
+    cfg = load_config([*spec.overrides, *base_overrides])
+    client.log_text(run_id, to_yaml(cfg), "base_config.yaml")
+    client.log_text(run_id, json.dumps(spec.as_dict(), indent=2, default=str), "spec.json")
+    return run_id
+
+
+def reconcile_mlflow(study: optuna.Study) -> None:
+    """Trial runs whose Optuna trial ended (or died) must not stay RUNNING in MLflow."""
+    client = MlflowClient()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        rid = t.user_attrs.get("mlflow_run_id")
+        if not rid:
+            continue
+        try:
+            if client.get_run(rid).info.status == "RUNNING":
+                client.set_tag(rid, tracking.STATE_TAG, "FAILED")
+                client.set_terminated(rid, "KILLED")
+        except mlflow.exceptions.MlflowException:
+            continue
+
+
+# -- the objective ----------------------------------------------------------------------------
+def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -> Callable[[optuna.Trial], Any]:
+    """Objective: compose the trial's config, run the shared evaluation, return the metric(s)."""
+    prune = not spec.multi_objective and spec.pruner["type"] != "none"
+
+    def objective(trial: optuna.Trial) -> float | list[float]:
+        sampled = {p.key: p.suggest(trial) for p in spec.space}
+        overrides = [*spec.overrides, *base_overrides, *(override(k, v) for k, v in sampled.items())]
+        trial.set_user_attr("overrides", overrides)
+        try:
+            cfg = load_config(overrides)
+
+            def report(step: int, value: float) -> None:
+                trial.report(value, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {step} with {spec.metrics[0]}={value:.4f}")
+
+            outcome = run_experiment(
+                cfg, report=report if prune else None, parent_run_id=parent_id,
+                extra_tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number)},
+                name=f"{trial.study.study_name}-t{trial.number:03d}", pruned=(optuna.TrialPruned,),
+                on_start=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            raise
+        metrics = outcome.result.metrics
+        missing = [m for m in spec.metrics if m not in metrics]
+        if missing:
+            raise UserError(f"objective metric(s) {missing} not produced; available: {sorted(metrics)}")
+        for k in ("val/r2", "val/rmse", "val/mae", "val/mape", "val/ks"):
+            if k in metrics:
+                trial.set_user_attr(k, metrics[k])
+        values = [metrics[m] for m in spec.metrics]
+        return values if spec.multi_objective else values[0]
+
+    return objective
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+    """Number of trials in the given states."""
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
+    """Re-enqueue the parameters of failed trials, at most max_retry times per original trial."""
+    if max_retry <= 0:
+        return
+    retried = set(study.user_attrs.get("retried", []))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.number in retried or not t.params:
+            continue
+        origin = t.user_attrs.get("retry_of", t.number)
+        attempt = t.user_attrs.get("retry_attempt", 0) + 1
+        retried.add(t.number)
+        if attempt <= max_retry:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": origin, "retry_attempt": attempt})
+    study.set_user_attr("retried", sorted(retried))
+
+
+def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
+              log: Callable[[str], None] = print) -> optuna.Study:
+    """Run (or resume) a study until it has n_trials COMPLETE/PRUNED trials or time runs out."""
+    base_cfg = load_config([*spec.overrides, *base_overrides])
+    configure_runtime(base_cfg.torch_threads)
+    check_keys(spec, base_overrides)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print one line per failure
+    study = open_study(spec, base_overrides, opts)
+    exp_id = tracking.setup(base_cfg.tracking)
+    parent_id = parent_run(study, spec, base_overrides, exp_id)
+    reconcile_mlflow(study)
+    n_trials = opts.n_trials or spec.n_trials
+    timeout = opts.timeout if opts.timeout is not None else spec.timeout
+    max_failures = opts.max_failures if opts.max_failures is not None else max(3, n_trials)
+    objective = make_objective(spec, base_overrides, parent_id)
+    done0 = count(study, FINISHED)
+    log(f"study '{study.study_name}' ({opts.storage or DEFAULT_STORAGE}): {done0}/{n_trials} trials done")
+    bar = _progress(n_trials, done0, opts.progress)
+    start, failures, status = time.monotonic(), 0, "FINISHED"
+    previous = _install_sigterm()
+    try:
+        while count(study, FINISHED) < n_trials:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                log(f"timeout of {timeout:g} s reached")
+                break
+            if failures >= max_failures:
+                log(f"stopping: {failures} failed trials in this session (see the 'error' of each trial)")
+                status = "FAILED"
+                break
+            enqueue_retries(study, opts.retry_failed)
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+            last = study.get_trials(deepcopy=False)[-1]
+            if last.state == TrialState.FAIL:
+                failures += 1
+                log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
+            _update_progress(bar, study, spec)
+            _log_best(study, spec, parent_id)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+        reconcile_mlflow(study)
+        _finish_parent(study, spec, parent_id, status)
+    return study
+
+
+def _finish_parent(study: optuna.Study, spec: StudySpec, parent_id: str, status: str) -> None:
+    from vaeok.sweep_report import log_study_artifacts
+
+    try:
+        log_study_artifacts(study, spec, parent_id)
+    finally:
+        MlflowClient().set_terminated(parent_id, status)
+
+
+def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
+    states = {s.name: count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    metrics = {f"trials/{k.lower()}": float(v) for k, v in states.items()}
+    if not spec.multi_objective and states["COMPLETE"]:
+        metrics[f"best/{spec.metrics[0]}"] = float(study.best_value)
+        MlflowClient().set_tag(parent_id, "best_trial", str(study.best_trial.number))
+    tracking.log_batch(parent_id, metrics=metrics)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+
+
+def _update_progress(bar, study: optuna.Study, spec: StudySpec) -> None:
+    if bar is None:
+        return
+    done = count(study, FINISHED)
+    bar.update(max(0, done - bar.n))
+    if not spec.multi_objective and count(study, (TrialState.COMPLETE,)):
+        bar.set_postfix_str(f"best {spec.metrics[0]}={study.best_value:.4f} (trial {study.best_trial.number})")
+
+
+def _install_sigterm():
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def top_trials(study: optuna.Study, spec: StudySpec, k: int = 10) -> list[FrozenTrial]:
+    """Best finished trials (single objective: by value; multi: the Pareto front)."""
+    if spec.multi_objective:
+        return list(study.best_trials)[:k]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    sign = -1 if spec.directions[0] == "maximize" else 1
+    return sorted(done, key=lambda t: sign * t.value)[:k]

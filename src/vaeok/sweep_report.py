@@ -1,0 +1,129 @@
+"""End-of-study artifacts: Optuna plots, Fig 8-style one-at-a-time curves, best config, top table."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from vaeok.config import load_config, to_yaml
+from vaeok.sweep_spec import StudySpec
+
+
+def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
+    """One row per trial: number, state, objective value(s), params, duration, MLflow run id."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"trial": t.number, "state": t.state.name}
+        values = t.values or [None] * len(spec.metrics)
+        row.update({m: v for m, v in zip(spec.metrics, values)})
+        row.update({k: v for k, v in t.params.items()})
+        row["seconds"] = t.duration.total_seconds() if t.duration else None
+        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id")
+        row["error"] = t.user_attrs.get("error")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
+    """Console table of the best finished trials."""
+    from vaeok.sweep import top_trials
+
+    top = top_trials(study, spec, k)
+    if not top:
+        return "no completed trials"
+    df = trials_frame(study, spec)
+    df = df.set_index("trial").loc[[t.number for t in top]]
+    cols = [*spec.metrics, *[p.key for p in spec.space], "seconds"]
+    df = df[[c for c in cols if c in df.columns]]
+    return df.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
+    """The fully resolved config of the best trial (first Pareto trial if multi-objective)."""
+    from vaeok.sweep import top_trials
+
+    top = top_trials(study, spec, 1)
+    if not top:
+        return None
+    return to_yaml(load_config(top[0].user_attrs["overrides"]))
+
+
+def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
+    vis = optuna.visualization.matplotlib
+    target = (lambda t: t.values[0]) if spec.multi_objective else None
+    name = spec.metrics[0]
+    makers = {
+        "optimization_history": lambda: vis.plot_optimization_history(study, target=target, target_name=name),
+        "param_importances": lambda: vis.plot_param_importances(study, target=target, target_name=name),
+        "slice": lambda: vis.plot_slice(study, target=target, target_name=name),
+        "intermediate_values": lambda: vis.plot_intermediate_values(study),
+    }
+    if len(spec.space) >= 2:
+        makers["contour"] = lambda: vis.plot_contour(study, target=target, target_name=name)
+    if spec.multi_objective:
+        makers["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=spec.metrics)
+    out = {}
+    for key, make in makers.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ax = make()
+            except Exception:  # too few trials for this plot; skip it
+                continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
+        fig.tight_layout()
+        out[key] = fig
+    oat = one_at_a_time_figure(study, spec)
+    if oat is not None:
+        out["fig8_one_at_a_time"] = oat
+    return out
+
+
+def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | None:
+    """Fig 8-style curves: objective vs each parameter, the others at their defaults."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "oat_param" in t.user_attrs]
+    if not trials:
+        return None
+    keys = [p.key for p in spec.space]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = sorted((t.params[key], t.values[0]) for t in trials if t.user_attrs["oat_param"] == key)
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, "o-")
+            best = max(pts, key=lambda p: p[1]) if spec.directions[0] == "maximize" else min(pts, key=lambda p: p[1])
+            ax.plot(*best, "r*", ms=14, label=f"best {best[0]:g}")
+            ax.legend()
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"held-out {spec.metrics[0]}")
+        ax.set_title(f"vary {key}")
+        ax.grid(alpha=0.3)
+    fig.suptitle("One-at-a-time sweeps (paper Fig 8): others at default values")
+    fig.tight_layout()
+    return fig
+
+
+def log_study_artifacts(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
+    """Log plots, best_config.yaml and the trials table to the study's parent run."""
+    client = MlflowClient()
+    df = trials_frame(study, spec)
+    if not df.empty:
+        buf = io.StringIO()
+        df.to_csv(buf, index=False)
+        client.log_text(parent_id, buf.getvalue(), "trials.csv")
+    best = best_config_yaml(study, spec)
+    if best is not None:
+        client.log_text(parent_id, best, "best_config.yaml")
+    for key, fig in _figures(study, spec).items():
+        client.log_figure(parent_id, fig, f"figures/{key}.png")
+        plt.close(fig)

@@ -1,0 +1,230 @@
+"""Study specs (sweeps/*.yaml): search space, sampler, pruner, budget; validated before any trial.
+
+Search-space entries use a compact syntax over any config key, for example::
+
+    trainer.max_epochs: int 100..1000 step 50
+    model.lr: float 1e-3..1e-2 log
+    data.batch_size: categorical [16, 32, 64, 128]
+    model.hidden: int 8..128
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from omegaconf import OmegaConf
+
+from vaeok.errors import UserError
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsgaii", "one_at_a_time")
+PRUNERS = ("median", "hyperband", "none")
+_RANGE = re.compile(
+    r"^(int|float)\s+(\S+?)\s*\.\.\s*(\S+?)(?:\s+step\s+(\S+))?(\s+log)?\s*$"
+)
+_CATEGORICAL = re.compile(r"^categorical\s+(\[.*\])\s*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config key."""
+
+    key: str
+    kind: str  # int | float | categorical
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Draw this parameter from a trial."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+    def grid(self, default: Any = None) -> list[Any]:
+        """All values (categorical, or a stepped range), for grid and one-at-a-time samplers."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.step is None:
+            raise UserError(f"sweep space '{self.key}': grid samplers need 'step' on numeric ranges")
+        n = round((self.high - self.low) / self.step)
+        vals = [self.low + i * self.step for i in range(n + 1)]
+        return [round(v) for v in vals] if self.kind == "int" else [round(v, 12) for v in vals]
+
+
+@dataclass
+class StudySpec:
+    """A parsed, validated study spec."""
+
+    name: str
+    space: list[Param]
+    directions: list[str] = field(default_factory=lambda: ["maximize"])
+    metrics: list[str] = field(default_factory=lambda: ["val/r2"])
+    sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe"})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    n_trials: int = 20
+    timeout: float | None = None
+    overrides: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form (logged with the study)."""
+        return {
+            "name": self.name, "directions": self.directions, "metrics": self.metrics, "sampler": self.sampler,
+            "pruner": self.pruner, "n_trials": self.n_trials, "timeout": self.timeout, "overrides": self.overrides,
+            "space": {p.key: _describe(p) for p in self.space},
+        }
+
+
+def parse_param(key: str, value: Any) -> Param:
+    """Parse one search-space entry (compact string or mapping); raise UserError naming the key."""
+    where = f"sweep space '{key}'"
+    if isinstance(value, list):
+        value = {"type": "categorical", "choices": value}
+    if isinstance(value, str):
+        m = _CATEGORICAL.match(value.strip())
+        if m:
+            try:
+                choices = yaml.safe_load(m.group(1))
+            except yaml.YAMLError:
+                raise UserError(f"{where}: cannot parse choices {m.group(1)}") from None
+            value = {"type": "categorical", "choices": choices}
+        else:
+            m = _RANGE.match(value.strip())
+            if not m:
+                raise UserError(f"{where}: cannot parse '{value}' (expected e.g. 'int 8..128 step 8', "
+                                "'float 1e-3..1e-2 log' or 'categorical [16, 32]')")
+            kind, lo, hi, step, log = m.groups()
+            value = {"type": kind, "low": lo, "high": hi, "step": step, "log": bool(log)}
+    if not isinstance(value, dict) or "type" not in value:
+        raise UserError(f"{where}: expected a string like 'int 8..128' or a mapping with 'type'")
+    kind = value["type"]
+    if kind == "categorical":
+        choices = value.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise UserError(f"{where}: categorical needs a non-empty list of choices")
+        return Param(key, "categorical", choices=tuple(choices))
+    if kind not in ("int", "float"):
+        raise UserError(f"{where}: type must be int, float or categorical, got '{kind}'")
+    try:
+        low, high = float(value["low"]), float(value["high"])
+        step = float(value["step"]) if value.get("step") is not None else None
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{where}: low/high/step must be numbers") from None
+    log = bool(value.get("log", False))
+    if not low < high:
+        raise UserError(f"{where}: low ({low:g}) must be < high ({high:g})")
+    if step is not None and step <= 0:
+        raise UserError(f"{where}: step must be > 0")
+    if log and low <= 0:
+        raise UserError(f"{where}: log scale needs low > 0")
+    if log and step is not None:
+        raise UserError(f"{where}: use either 'step' or 'log', not both")
+    if kind == "int" and not (low.is_integer() and high.is_integer() and (step is None or step.is_integer())):
+        raise UserError(f"{where}: int ranges need integer bounds and step")
+    return Param(key, kind, low, high, step, log)
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file (structure only; keys are checked by `check_keys`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"sweep spec not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: a spec is a mapping")
+    known = {"name", "direction", "directions", "metric", "metrics", "sampler", "pruner", "n_trials", "timeout",
+             "overrides", "space", "description"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"{p}: unknown spec key(s): {', '.join(unknown)}")
+    space_raw = raw.get("space") or {}
+    if not isinstance(space_raw, dict) or not space_raw:
+        raise UserError(f"{p}: 'space' must map config keys to ranges")
+    directions = _as_list(raw.get("directions", raw.get("direction", "maximize")))
+    metrics = _as_list(raw.get("metrics", raw.get("metric", "val/r2")))
+    bad = [d for d in directions if d not in ("maximize", "minimize")]
+    if bad:
+        raise UserError(f"{p}: direction must be maximize or minimize, got {bad}")
+    if len(metrics) != len(directions):
+        raise UserError(f"{p}: {len(metrics)} metric(s) but {len(directions)} direction(s)")
+    sampler = _typed(raw.get("sampler", "tpe"), "sampler", SAMPLERS, p)
+    pruner = _typed(raw.get("pruner", "median"), "pruner", PRUNERS, p)
+    if len(directions) > 1 and pruner["type"] != "none":
+        pruner = {"type": "none"}  # Optuna does not prune multi-objective studies
+    n_trials = raw.get("n_trials", 20)
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise UserError(f"{p}: n_trials must be a positive integer")
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"{p}: overrides must be a list of 'key=value' strings")
+    return StudySpec(
+        name=str(raw.get("name", p.stem)), space=[parse_param(k, v) for k, v in space_raw.items()],
+        directions=directions, metrics=metrics, sampler=sampler, pruner=pruner, n_trials=n_trials,
+        timeout=raw.get("timeout"), overrides=list(overrides), source=str(p),
+    )
+
+
+def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
+    """Fail before any trial if a searched key is not in the config, or a value does not compose."""
+    from vaeok.config import load_config
+
+    cfg = load_config([*spec.overrides, *base_overrides])
+    for param in spec.space:
+        if OmegaConf.select(cfg, param.key, default="__missing__") == "__missing__":
+            raise UserError(f"sweep space '{param.key}': no such config key")
+        probes = list(param.choices) if param.kind == "categorical" else [param.low, param.high]
+        for v in probes:
+            value = int(v) if param.kind == "int" else v
+            try:
+                load_config([*spec.overrides, *base_overrides, override(param.key, value)])
+            except UserError as exc:
+                raise UserError(f"sweep space '{param.key}' value {value!r}: {exc}") from None
+
+
+def override(key: str, value: Any) -> str:
+    """A Hydra override string for a sampled value."""
+    if isinstance(value, str):
+        return f"{key}={value}"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    return f"{key}={value}"
+
+
+def _as_list(v: Any) -> list[str]:
+    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+
+
+def _typed(v: Any, what: str, allowed: tuple[str, ...], p: Path) -> dict[str, Any]:
+    d = {"type": v} if isinstance(v, str) else dict(v or {})
+    if d.get("type") not in allowed:
+        raise UserError(f"{p}: {what} type must be one of {', '.join(allowed)}, got '{d.get('type')}'")
+    return d
+
+
+def _describe(p: Param) -> str:
+    if p.kind == "categorical":
+        return f"categorical {list(p.choices)}"
+    s = f"{p.kind} {p.low:g}..{p.high:g}"
+    if p.step:
+        s += f" step {p.step:g}"
+    if p.log:
+        s += " log"
+    return s

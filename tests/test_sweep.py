@@ -1,0 +1,160 @@
+"""Real (tiny) sweeps: end to end, pruning, failures, retries, resume after a signal, multi-objective."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+import vaeok.sweep as sweep_mod
+from vaeok.sweep import SweepOptions, run_sweep
+from vaeok.sweep_spec import load_spec
+
+from .conftest import TINY, cli_env
+
+SPACE = "space:\n  model.hidden: int 4..16\n  model.lr: float 1e-3..1e-2 log\n"
+
+
+def _spec(tmp_path: Path, extra: str = "", name: str = "t") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\nsampler: {{type: tpe, seed: 0}}\npruner: none\nn_trials: 3\n{extra}{SPACE}")
+    return p
+
+
+def _storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/mlruns/optuna.db"
+
+
+def _runs(tmp_path: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp = mlflow.get_experiment_by_name("vaeok")
+    return MlflowClient().search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
+    study = run_sweep(load_spec(_spec(tmp_path)), TINY, SweepOptions(progress=False), log=lambda s: None)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    runs = _runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("vaeok.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags["vaeok.study"] == "t"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert {c.data.tags["vaeok.trial"] for c in children} == {"0", "1", "2"}
+    assert all(c.info.status == "FINISHED" and "val/r2" in c.data.metrics for c in children)
+    assert parent.data.metrics["best/val/r2"] == pytest.approx(study.best_value)
+    arts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "trials.csv", "spec.json", "base_config.yaml", "figures"} <= arts
+    figs = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/optimization_history.png" in figs and "figures/slice.png" in figs
+    best_cfg = MlflowClient().download_artifacts(parent.info.run_id, "best_config.yaml", str(tmp_path))
+    assert f"hidden: {study.best_params['model.hidden']}" in Path(best_cfg).read_text()
+    # rerunning the same command finds the study complete and runs nothing
+    again = run_sweep(load_spec(_spec(tmp_path)), TINY, SweepOptions(progress=False), log=lambda s: None)
+    assert len(again.trials) == 3
+
+
+def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path, "overrides: [evaluation.eval_every_n_epochs=2]\n").read_text()
+    spec = spec.replace("pruner: none", "pruner: {type: median, n_startup_trials: 0}")
+    (tmp_path / "p.yaml").write_text(spec)
+    monkeypatch.setattr(optuna.Trial, "should_prune", lambda self: self.number == 1)
+    study = run_sweep(load_spec(tmp_path / "p.yaml"), TINY, SweepOptions(progress=False), log=lambda s: None)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]  # budget counts PRUNED
+    pruned = study.trials[1]
+    assert list(pruned.intermediate_values) == [2]
+    run = MlflowClient().get_run(pruned.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["vaeok.state"] == "PRUNED"
+
+
+def test_failed_trial_does_not_kill_the_sweep_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = sweep_mod.run_experiment
+    calls = {"n": 0}
+
+    def flaky(cfg, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FloatingPointError("VAE loss became non-finite at epoch 3")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(sweep_mod, "run_experiment", flaky)
+    messages: list[str] = []
+    study = run_sweep(load_spec(_spec(tmp_path)), TINY, SweepOptions(progress=False, retry_failed=1),
+                      log=messages.append)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
+    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert "non-finite" in failed.user_attrs["error"]
+    retry = study.trials[failed.number + 1]
+    assert retry.user_attrs["retry_of"] == failed.number and retry.params == failed.params
+    assert any("FAILED" in m and "non-finite" in m for m in messages)
+
+
+def test_multi_objective_sweep(tmp_path: Path) -> None:
+    p = tmp_path / "mo.yaml"
+    p.write_text("name: mo\ndirections: [maximize, minimize]\nmetrics: [val/r2, val/ks]\n"
+                 f"sampler: {{type: tpe, seed: 0}}\nn_trials: 3\n{SPACE}")
+    study = run_sweep(load_spec(p), TINY, SweepOptions(progress=False), log=lambda s: None)
+    assert all(len(t.values) == 2 for t in study.trials) and study.best_trials
+    parent = next(r for r in _runs(tmp_path) if r.data.tags.get("vaeok.role") == "study")
+    figs = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/pareto_front.png" in figs
+
+
+def test_spec_change_refuses_to_resume(tmp_path: Path) -> None:
+    from vaeok.errors import UserError
+
+    run_sweep(load_spec(_spec(tmp_path)), [*TINY, "generator=none"], SweepOptions(progress=False, n_trials=1),
+              log=lambda s: None)
+    with pytest.raises(UserError, match="different spec"):
+        run_sweep(load_spec(_spec(tmp_path)), [*TINY, "generator=none", "seed=3"],
+                  SweepOptions(progress=False, n_trials=1), log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, name="r").read_text().replace("n_trials: 3", "n_trials: 4")
+    (tmp_path / "r.yaml").write_text(spec)
+    cmd = [sys.executable, "-m", "vaeok.cli", "sweep", "--spec", "r.yaml", "--no-progress",
+           *TINY, "trainer.max_epochs=40"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    storage = _storage(tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(1.0)
+        try:
+            trials = optuna.load_study(study_name="r", storage=storage).trials
+        except Exception:
+            continue
+        if any(t.state == TrialState.COMPLETE for t in trials) and trials[-1].state == TrialState.RUNNING:
+            break
+    os.kill(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    mid = optuna.load_study(study_name="r", storage=storage).trials
+    assert TrialState.RUNNING not in [t.state for t in mid]
+    res = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    study = optuna.load_study(study_name="r", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 4
+    runs = _runs(tmp_path)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(children) == len(study.trials)  # one run per trial, none duplicated
+    assert len({r.data.tags["vaeok.trial"] for r in children}) == len(children)
+    parents = [r for r in runs if r.data.tags.get("vaeok.role") == "study"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
