@@ -49,6 +49,7 @@ def test_no_held_out_row_reaches_any_fitted_component(tiny_cfg: DictConfig, monk
     monkeypatch.setattr(ev, "make_regressor", spy_make)
 
     data = load_dataset(tiny_cfg.data)
+    ev.clear_caches()
     result = ev.evaluate(tiny_cfg, data)
     e = tiny_cfg.evaluation
     dev_idx, hold_idx = holdout_split(data.n_rows, e.holdout_fraction, e.holdout_seed)

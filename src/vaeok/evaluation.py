@@ -6,6 +6,8 @@ scoring runs inside a Lightning Callback (at fit end, and every N epochs for pru
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +15,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.base import RegressorMixin
 
 from vaeok.data import Dataset
@@ -71,6 +73,36 @@ def make_labeler(cfg: DictConfig) -> OrdinaryKrigingLabeler:
     )
 
 
+_LABELER_CACHE: OrderedDict[str, OrdinaryKrigingLabeler] = OrderedDict()
+_LABELER_CACHE_SIZE = 256
+
+
+def fitted_labeler(cfg: DictConfig, train: TrainSet) -> OrdinaryKrigingLabeler:
+    """The labeler fitted on `train`, memoised on (rows, labeler settings, seed).
+
+    The fit depends only on the fold's real training rows, which every trial of a sweep shares,
+    so each fold's variogram is fitted once per process.
+    """
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(train.X, dtype=float).tobytes())
+    h.update(np.ascontiguousarray(train.y, dtype=float).tobytes())
+    h.update(OmegaConf.to_yaml(cfg.labeler).encode() + str(cfg.seed).encode())
+    key = h.hexdigest()
+    if key in _LABELER_CACHE:
+        _LABELER_CACHE.move_to_end(key)
+        return _LABELER_CACHE[key]
+    labeler = make_labeler(cfg).fit(train.X, train.y)
+    _LABELER_CACHE[key] = labeler
+    if len(_LABELER_CACHE) > _LABELER_CACHE_SIZE:
+        _LABELER_CACHE.popitem(last=False)
+    return labeler
+
+
+def clear_caches() -> None:
+    """Forget memoised fits (tests use this to observe every fit)."""
+    _LABELER_CACHE.clear()
+
+
 def make_regressor(cfg: DictConfig) -> RegressorMixin:
     """A fresh, unfitted regressor from the regressor group's `_target_`."""
     return instantiate(cfg.regressor, _convert_="all")
@@ -80,7 +112,7 @@ def label_virtual(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> Virt
     """Give unlabelled virtual rows kriging labels fitted on `train` only; drop high-variance rows."""
     if virtual.y is not None or len(virtual.X) == 0:
         return virtual
-    labeler = make_labeler(cfg).fit(train.X, train.y)
+    labeler = fitted_labeler(cfg, train)
     y, std = labeler.predict(virtual.X, return_std=True)
     q = cfg.labeler.drop_variance_quantile
     if q is not None and len(std):

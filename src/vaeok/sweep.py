@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mlflow
@@ -252,9 +252,13 @@ def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
     study.set_user_attr("retried", sorted(retried))
 
 
+TRIAL_DEFAULTS = ["tracking.log_figures=false"]  # per-trial PNGs cost ~20 % of a trial; the study logs plots
+
+
 def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
               log: Callable[[str], None] = print) -> optuna.Study:
     """Run (or resume) a study until it has n_trials COMPLETE/PRUNED trials or time runs out."""
+    spec = replace(spec, overrides=[*TRIAL_DEFAULTS, *spec.overrides])
     base_cfg = load_config([*spec.overrides, *base_overrides])
     configure_runtime(base_cfg.torch_threads)
     check_keys(spec, base_overrides)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import traceback
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import mlflow
