@@ -28,10 +28,10 @@ sweep: $(STAMP)  ## the main job: an Optuna sweep on the embedded data, logged t
 	$(BIN)/vaeok sweep --spec $(SPEC) $(ARGS)
 
 test: $(STAMP)  ## all tests, including the slow end-to-end ones
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 test-fast: $(STAMP)  ## fast tests only
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check src tests benchmarks

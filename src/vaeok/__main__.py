@@ -1,0 +1,7 @@
+"""`python -m vaeok` == `vaeok`."""
+
+import sys
+
+from vaeok.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""MLflow runs always end in a terminal state with the reason recorded."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+import vaeok.run as run_mod
+from vaeok.config import load_config
+
+from .conftest import TINY
+
+
+def _only_run():
+    exp = mlflow.get_experiment_by_name("vaeok")
+    runs = MlflowClient().search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.mark.parametrize("exc,status,state", [
+    (FloatingPointError("VAE loss became non-finite at epoch 3"), "FAILED", "FAILED"),
+    (KeyboardInterrupt(), "KILLED", "KILLED"),
+])
+def test_run_ends_in_terminal_state(monkeypatch: pytest.MonkeyPatch, exc: BaseException, status: str,
+                                    state: str) -> None:
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(run_mod, "evaluate", boom)
+    with pytest.raises(type(exc)):
+        run_mod.run_experiment(load_config(TINY))
+    run = _only_run()
+    assert run.info.status == status and run.data.tags["vaeok.state"] == state
+    if status == "FAILED":
+        assert run.data.tags["vaeok.error"] == "FloatingPointError: VAE loss became non-finite at epoch 3"
+        assert "error.txt" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert mlflow.active_run() is None
