@@ -155,12 +155,42 @@ def _group_choice(group: str, node: Any) -> str | None:
     raise UserError(f"no conf/{group}/*.yaml matches {group}._target_={node.get('_target_')}")
 
 
+def _restore_interpolations(body: dict[str, Any], strict: bool = False) -> None:
+    """Put back the interpolations of the generator/regressor options (generator.model: ${model},
+    regressor.random_state: ${seed}, ...) into a resolved config container, where the resolved value
+    equals what the interpolation gives; so an override of model.hidden reaches the generator again.
+    Without `strict`, an option that no conf/ file matches is left as it is."""
+    probe = OmegaConf.create(body)
+    for group in ("generator", "regressor"):
+        try:
+            choice = _group_choice(group, probe.get(group))
+        except UserError:
+            if strict:
+                raise
+            continue
+        if choice is None:
+            continue
+        spec = yaml.safe_load((config_dir() / group / f"{choice}.yaml").read_text()) or {}
+        for key, value in spec.items():
+            if not (isinstance(value, str) and value.startswith("${") and key in body[group]):
+                continue
+            target = OmegaConf.select(probe, value[2:-1], default=_ABSENT)
+            target = OmegaConf.to_container(target) if isinstance(target, DictConfig) else target
+            if target is not _ABSENT and target == body[group][key]:
+                body[group][key] = value
+
+
 def overlay_yaml(cfg: DictConfig, header: str) -> str:
     """A `# @package _global_` experiment overlay that recomposes exactly `cfg` (tracking excluded)."""
     body = OmegaConf.to_container(cfg, resolve=True)
     body.pop("tracking", None)
-    defaults = [{f"override /{g}": c} for g in ("generator", "regressor") if (c := _group_choice(g, cfg[g]))]
-    text = yaml.safe_dump({"defaults": defaults, **body}, sort_keys=False, default_flow_style=None)
+    defaults = []
+    for group in ("generator", "regressor"):
+        choice = _group_choice(group, cfg[group])
+        if choice is not None:
+            defaults.append({f"override /{group}": choice})
+    _restore_interpolations(body, strict=True)
+    text = yaml.safe_dump({"defaults": defaults, **body}, sort_keys=False, default_flow_style=False)
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return f"# @package _global_\n{comment}{text}"
 
@@ -202,7 +232,11 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
     from hydra.errors import HydraException
 
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(text))
+        logged = yaml.safe_load(text)
+        if not isinstance(logged, dict):
+            raise UserError("logged config.yaml is not a mapping")
+        _restore_interpolations(logged)
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(logged))
         if tracking_cfg is not None:
             cfg.tracking = tracking_cfg
         for ov in OverridesParser.create().parse_overrides(list(overrides)):
@@ -213,7 +247,8 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
                 raise UserError(f"--from-run cannot switch config groups ('{ov.input_line}'); "
                                 "use `vaeok run group=option ...` instead")
             OmegaConf.update(cfg, key, ov.value(), merge=True)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"bad logged config or override: {str(exc).splitlines()[0]}") from None
     validate_config(cfg)
     return cfg
@@ -222,6 +257,7 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
 def config_from_run(run_id: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Config of logged run `run_id` (from its config.yaml) plus `overrides`, tracking set to this project's store."""
     current = load_config()
+    configure_runtime(current.torch_threads)
     tracking.setup(current.tracking)
     return config_from_yaml(logged_config_yaml(run_id), overrides, tracking_cfg=current.tracking)
 
@@ -372,8 +408,9 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     header = (f"Promoted by `vaeok promote --study {study}`: trial {choice.number}, model "
               f"{name} version {version.version} ({alias}), config hash {chash}.\n"
               f"Holdout ({key}): " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + ".\n"
-              f"Reproduce the evaluation with: vaeok run experiment=promoted_{study}")
-    overlay = write_overlay(cfg, study, header)
+              "Reproduce the trial's cross-validated evaluation with: vaeok run experiment=<this file's name>")
+    # the champion's overlay is never overwritten by a losing promote
+    overlay = write_overlay(cfg, study if alias == CHAMPION else f"{study}_{CHALLENGER}", header)
     return PromoteResult(name, str(version.version), alias, metric, hold_metrics, choice, run_id, overlay, chash,
                          None if champion is None else str(champion.version), champ_value, notes,
                          time.perf_counter() - start)
