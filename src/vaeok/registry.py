@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -497,13 +498,37 @@ def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
         Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
     print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}, artifacts {cfg.tracking.artifact_root}); "
           "Ctrl-C stops it", flush=True)
-    proc = subprocess.Popen(ui_command(port, cfg.tracking))
+    # MLflow's background job runner (GenAI jobs; several huey worker processes) is not needed here
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(ui_command(port, cfg.tracking), env=env, start_new_session=True)
+    import signal
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
+        _stop_group(proc)
+        return 0
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+
+
+def _stop_group(proc: Any) -> None:
+    """Stop the server and the workers it spawned (its own process group): TERM, then KILL."""
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
         try:
             proc.wait(timeout=10)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-        return 0
+            continue
