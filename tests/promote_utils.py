@@ -55,3 +55,16 @@ def make_study(name: str, trials: list[dict[str, Any]], base: list[str] | None =
             params=params, distributions={k: _distribution(v) for k, v in params.items()},
             value=value, user_attrs=attrs))
     return study
+
+
+def build_promoted(workdir: Path, second: bool = True) -> dict[str, Any]:
+    """In `workdir` (cwd must be it, VAEOK_CONFIG_DIR its conf copy): study 'tpe' with a good trial 0
+    and a bad trial 1 (2 trees), promote the best, then (if `second`) promote trial 1."""
+    from vaeok.registry import promote
+
+    study = make_study("tpe", [{"model.hidden": 16}, {"model.hidden": 8, "regressor.n_estimators": 2}])
+    first = promote("tpe", STORAGE, model_name="rubber")
+    out: dict[str, Any] = {"workdir": workdir, "study": study, "first": first}
+    if second:
+        out["second"] = promote("tpe", STORAGE, model_name="rubber", trial=1)
+    return out
