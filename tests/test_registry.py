@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
