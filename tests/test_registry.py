@@ -26,6 +26,7 @@ from vaeok.registry import (
     ui_command,
 )
 from vaeok.run import run_experiment
+from vaeok.tracking import resolve_uri
 
 from .conftest import cli_env
 from .promote_utils import STORAGE, build_promoted, copy_conf, make_study
@@ -46,7 +47,7 @@ def work(promoted: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     """Run a test inside the shared promote work directory."""
     monkeypatch.chdir(promoted["workdir"])
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(promoted["workdir"] / "conf"))
-    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    mlflow.set_tracking_uri(resolve_uri("sqlite:///mlruns/mlflow.db"))
     return promoted
 
 

@@ -465,7 +465,7 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path | No
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file() \
             and model_uri.startswith("models:/"):
         raise UserError(f"no MLflow store at {uri} (run from the project directory, or promote a model first)")
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking.resolve_uri(uri))
     _check_model_uri(MlflowClient(), model_uri)
     return predict_csv(model_uri, input_path, output_path)
 

@@ -20,7 +20,7 @@ MAX_PARAMS_PER_BATCH = 100
 
 def setup(tracking: DictConfig) -> str:
     """Point MLflow at the configured store; return the experiment id (created if missing)."""
-    uri = str(tracking.uri)
+    uri = resolve_uri(str(tracking.uri))
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -35,6 +35,16 @@ def setup(tracking: DictConfig) -> str:
         if "already exists" in str(exc):  # created concurrently by another worker
             return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
         raise UserError(f"MLflow store {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def resolve_uri(uri: str) -> str:
+    """A relative SQLite URI made absolute against the current directory.
+
+    MLflow caches stores by URI string, so a relative `sqlite:///mlruns/mlflow.db` would keep
+    pointing at the first directory it was opened from after a chdir (tests, notebooks)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
 
 
 @contextmanager
