@@ -13,8 +13,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from vaeok.config import load_config
     from vaeok.run import run_experiment
 
-    cfg = load_config(args.overrides)
-    outcome = run_experiment(cfg)
+    if args.from_run:
+        from vaeok.registry import REPRODUCES_TAG, config_from_run
+
+        cfg = config_from_run(args.from_run, args.overrides)
+        outcome = run_experiment(cfg, extra_tags={REPRODUCES_TAG: args.from_run})
+    else:
+        cfg = load_config(args.overrides)
+        outcome = run_experiment(cfg)
     m = outcome.result.metrics
     p = outcome.result.objective_key.split("/")[0]
     print(f"data: {outcome.data.name} ({outcome.data.n_rows} rows, {outcome.data.n_features} features); "
@@ -62,12 +68,40 @@ def resolve_spec(spec: str) -> str:
     return spec
 
 
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from vaeok.registry import DEFAULT_STORAGE, promote
+
+    result = promote(args.study, args.storage or DEFAULT_STORAGE, args.metric, args.model_name, args.trial,
+                     args.overrides)
+    print("\n".join(result.summary()))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from vaeok.registry import predict
+
+    out = predict(args.model, args.input, args.output)
+    if args.output:
+        print(f"wrote {len(out)} predictions to {args.output}")
+    else:
+        print(out.to_csv(index=False), end="")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from vaeok.registry import ui
+
+    return ui(args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
     parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400")
     p_run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    p_run.add_argument("--from-run", metavar="RUN_ID", help="re-run a logged run from its config.yaml artifact "
+                       "(overrides are applied on top; key=value only)")
     p_run.set_defaults(func=_cmd_run)
 
     p_sw = sub.add_parser("sweep", help="resumable Optuna study over config keys (one MLflow run per trial)")
@@ -81,6 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_sw.add_argument("overrides", nargs="*", help="Hydra overrides applied to every trial")
     p_sw.set_defaults(func=_cmd_sweep)
+
+    p_pro = sub.add_parser("promote", help="register a study's best trial; move alias 'champion' if it wins "
+                           "on the untouched holdout")
+    p_pro.add_argument("--study", required=True, help="Optuna study name")
+    p_pro.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///mlruns/optuna.db)")
+    p_pro.add_argument("--metric", default="r2", help="holdout metric deciding the champion: r2|rmse|mae|mape")
+    p_pro.add_argument("--model-name", default=None, help="registered model name (default vaeok-<data.name>)")
+    p_pro.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the best")
+    p_pro.add_argument("overrides", nargs="*", help="extra Hydra overrides appended to the trial's")
+    p_pro.set_defaults(func=_cmd_promote)
+    p_pred = sub.add_parser("predict", help="predict a feature CSV with a registered model")
+    p_pred.add_argument("--model", required=True, help="model URI, e.g. models:/vaeok-rubber_surrogate@champion")
+    p_pred.add_argument("--input", required=True, help="CSV with exactly the model's feature columns")
+    p_pred.add_argument("--output", default=None, help="output CSV (default: print to stdout)")
+    p_pred.set_defaults(func=_cmd_predict)
+    p_ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the project's store")
+    p_ui.add_argument("--port", type=int, default=5000)
+    p_ui.set_defaults(func=_cmd_ui)
     return parser
 
 

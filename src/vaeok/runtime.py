@@ -14,6 +14,7 @@ def configure_runtime(torch_threads: int = 1) -> None:
     if torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "alembic", "mlflow", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"lightning(\..*)?")

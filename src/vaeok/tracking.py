@@ -53,6 +53,9 @@ def absolute_sqlite_uri(uri: str) -> str:
     return f"sqlite:///{path}"
 
 
+resolve_uri = absolute_sqlite_uri
+
+
 @contextmanager
 def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None,
         nested: bool = False, parent_run_id: str | None = None,

@@ -1,0 +1,534 @@
+"""Promote a study's best trial to the MLflow Model Registry; reproduce logged runs from their config.
+
+`promote` takes a trial of an Optuna study (the best one unless told otherwise), composes its
+config (study.user_attrs["base_overrides"] + trial.params as Hydra overrides), refits the whole
+pipeline on the development rows, scores it ONCE on the untouched outer holdout (fixed by
+evaluation.holdout_fraction/holdout_seed, never seen by run/sweep), logs a promote run with the
+packaged model, registers a model version and moves alias ``champion`` only if the new version
+beats the current champion on that holdout (else alias ``challenger``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vaeok import tracking
+from vaeok.config import Config, config_dir, flatten, load_config, to_yaml, validate_config
+from vaeok.data import Dataset, load_dataset
+from vaeok.errors import UserError
+from vaeok.evaluation import development_rows
+from vaeok.metrics import METRICS, regression_metrics
+from vaeok.pipeline import fit_pipeline, log_pipeline
+from vaeok.runtime import configure_runtime
+from vaeok.splits import holdout_split
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HIGHER_IS_BETTER = {"r2": True, "rmse": False, "mae": False, "mape": False}
+STUDY_TAG = "vaeok.study"
+TRIAL_TAG = "vaeok.trial"
+PROMOTE_TAG = "vaeok.promote"
+REPRODUCES_TAG = "vaeok.reproduces"
+_ABSENT = object()
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+# --- studies and trials ----------------------------------------------------------------------
+
+@dataclass
+class TrialChoice:
+    """One trial of a study and the Hydra overrides that rebuild its config."""
+
+    study: str
+    number: int
+    values: list[float]
+    params: dict[str, Any]
+    base_overrides: list[str]
+    mlflow_run_id: str | None
+
+    @property
+    def overrides(self) -> list[str]:
+        """Base overrides of the study followed by the trial's sampled values."""
+        return [*self.base_overrides, *(f"{k}={format_override_value(v)}" for k, v in self.params.items())]
+
+
+def format_override_value(value: Any) -> str:
+    """A Python value as a Hydra override value (bools lower-case, strings quoted when needed)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_./:-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check_storage(storage: str) -> None:
+    """A missing SQLite file would be created empty by Optuna; report it instead."""
+    if storage.startswith("sqlite:///"):
+        path = Path(storage.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise UserError(f"no Optuna storage at {storage} (run `vaeok sweep` first or pass --storage)")
+
+
+def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: int | None = None) -> TrialChoice:
+    """The study's best completed trial (or trial `trial_number`); UserError if absent or empty."""
+    import optuna
+    from optuna.trial import TrialState
+
+    _check_storage(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        known = ", ".join(sorted(names)) if names else "none"
+        raise UserError(f"unknown study '{study_name}' in {storage} (studies: {known})") from None
+    except Exception as exc:  # bad URL, unreachable database, ...
+        raise UserError(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}") from None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise UserError(f"study '{study_name}' has no completed trials")
+    if trial_number is not None:
+        match = [t for t in complete if t.number == trial_number]
+        if not match:
+            numbers = ", ".join(str(t.number) for t in complete)
+            raise UserError(f"study '{study_name}': trial {trial_number} is not a completed trial "
+                            f"(completed: {numbers})")
+        trial = match[0]
+    elif len(study.directions) == 1:
+        trial = study.best_trial
+    else:  # multi-objective: the Pareto trial best on the first objective
+        first_max = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        trial = sorted(study.best_trials, key=lambda t: t.values[0], reverse=first_max)[0]
+    base = study.user_attrs.get("base_overrides") or []
+    if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
+        raise UserError(f"study '{study_name}': user_attrs['base_overrides'] must be a list of strings")
+    return TrialChoice(study_name, trial.number, list(trial.values or []), dict(trial.params), list(base),
+                       trial.user_attrs.get("mlflow_run_id"))
+
+
+# --- hashes, splits, overlays ----------------------------------------------------------------
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short hash of the resolved config without the tracking section (where results are logged)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("tracking", None)
+    return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def holdout_key(cfg: DictConfig, data: Dataset) -> str:
+    """Identifies the outer holdout: data hash, fraction, seed and a hash of the row indices."""
+    _, hold = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
+    rows = hashlib.sha256(np.asarray(hold, dtype=np.int64).tobytes()).hexdigest()[:8]
+    return f"{data.fingerprint()}:{cfg.evaluation.holdout_fraction:g}:{cfg.evaluation.holdout_seed}:{rows}"
+
+
+def _group_choice(group: str, node: Any) -> str | None:
+    """The conf/<group>/*.yaml option whose _target_ (and name, if any) match a resolved node."""
+    if node is None or "_target_" not in node:
+        return None
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text()) or {}
+        if spec.get("_target_") == node.get("_target_") and spec.get("name", node.get("name")) == node.get("name"):
+            return path.stem
+    raise UserError(f"no conf/{group}/*.yaml matches {group}._target_={node.get('_target_')}")
+
+
+def _restore_interpolations(body: dict[str, Any], strict: bool = False) -> None:
+    """Put back the interpolations of the generator/regressor options (generator.model: ${model},
+    regressor.random_state: ${seed}, ...) into a resolved config container, where the resolved value
+    equals what the interpolation gives; so an override of model.hidden reaches the generator again.
+    Without `strict`, an option that no conf/ file matches is left as it is."""
+    probe = OmegaConf.create(body)
+    for group in ("generator", "regressor"):
+        try:
+            choice = _group_choice(group, probe.get(group))
+        except UserError:
+            if strict:
+                raise
+            continue
+        if choice is None:
+            continue
+        spec = yaml.safe_load((config_dir() / group / f"{choice}.yaml").read_text()) or {}
+        for key, value in spec.items():
+            if not (isinstance(value, str) and value.startswith("${") and key in body[group]):
+                continue
+            target = OmegaConf.select(probe, value[2:-1], default=_ABSENT)
+            target = OmegaConf.to_container(target) if isinstance(target, DictConfig) else target
+            if target is not _ABSENT and target == body[group][key]:
+                body[group][key] = value
+
+
+def overlay_yaml(cfg: DictConfig, header: str) -> str:
+    """A `# @package _global_` experiment overlay that recomposes exactly `cfg` (tracking excluded)."""
+    body = OmegaConf.to_container(cfg, resolve=True)
+    body.pop("tracking", None)
+    defaults = []
+    for group in ("generator", "regressor"):
+        choice = _group_choice(group, cfg[group])
+        if choice is not None:
+            defaults.append({f"override /{group}": choice})
+    _restore_interpolations(body, strict=True)
+    text = yaml.safe_dump({"defaults": defaults, **body}, sort_keys=False, default_flow_style=False)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return f"# @package _global_\n{comment}{text}"
+
+
+def write_overlay(cfg: DictConfig, name: str, header: str) -> Path:
+    """Write conf/experiment/promoted_<name>.yaml and check it recomposes the same config."""
+    if not _NAME_RE.match(name):
+        raise UserError(f"cannot use '{name}' in a file name (letters, digits, _ . - only)")
+    path = config_dir() / "experiment" / f"promoted_{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(overlay_yaml(cfg, header))
+    again = load_config([f"experiment=promoted_{name}"])
+    if config_hash(again) != config_hash(cfg):
+        raise RuntimeError(f"{path} does not recompose the promoted config (hash {config_hash(again)} "
+                           f"!= {config_hash(cfg)})")
+    return path
+
+
+# --- logged runs -------------------------------------------------------------------------------
+
+def logged_config_yaml(run_id: str) -> str:
+    """The config.yaml artifact of a logged run (in the currently configured MLflow store)."""
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise UserError(f"run '{run_id}' not found in {mlflow.get_tracking_uri()}") from None
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    except (MlflowException, OSError):
+        raise UserError(f"run '{run_id}' has no config.yaml artifact") from None
+
+
+def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: DictConfig | None = None) -> DictConfig:
+    """A logged (resolved) config checked against the schema, with `key=value` overrides applied.
+
+    Group switches (e.g. generator=none) need the config groups and are refused here.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        logged = yaml.safe_load(text)
+        if not isinstance(logged, dict):
+            raise UserError("logged config.yaml is not a mapping")
+        _restore_interpolations(logged)
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(logged))
+        if tracking_cfg is not None:
+            cfg.tracking = tracking_cfg
+        for ov in OverridesParser.create().parse_overrides(list(overrides)):
+            key = ov.key_or_group
+            if ov.is_delete() or ov.is_add() or OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                raise UserError(f"--from-run accepts key=value overrides of existing keys only, got '{ov.input_line}'")
+            if isinstance(OmegaConf.select(cfg, key), DictConfig) and isinstance(ov.value(), str):
+                raise UserError(f"--from-run cannot switch config groups ('{ov.input_line}'); "
+                                "use `vaeok run group=option ...` instead")
+            OmegaConf.update(cfg, key, ov.value(), merge=True)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"bad logged config or override: {str(exc).splitlines()[0]}") from None
+    validate_config(cfg)
+    return cfg
+
+
+def config_from_run(run_id: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Config of logged run `run_id` (from its config.yaml) plus `overrides`, tracking set to this project's store."""
+    current = load_config()
+    configure_runtime(current.torch_threads)
+    tracking.setup(current.tracking)
+    return config_from_yaml(logged_config_yaml(run_id), overrides, tracking_cfg=current.tracking)
+
+
+# --- promote ----------------------------------------------------------------------------------
+
+@dataclass
+class PromoteResult:
+    """What `promote` did."""
+
+    model_name: str
+    version: str
+    alias: str
+    metric: str
+    holdout_metrics: dict[str, float]
+    trial: TrialChoice
+    run_id: str
+    overlay: Path
+    config_hash: str
+    champion_before: str | None = None
+    champion_value: float | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def moved_champion(self) -> bool:
+        """True if this version is now the champion."""
+        return self.alias == CHAMPION
+
+    def summary(self) -> list[str]:
+        """Human-readable lines (printed by the CLI)."""
+        m = self.holdout_metrics
+        lines = [f"study '{self.trial.study}' trial {self.trial.number} (config {self.config_hash}): "
+                 f"holdout R2 {m['r2']:.4f}  RMSE {m['rmse']:.2f}  MAE {m['mae']:.2f}  MAPE {m['mape']:.2f}% "
+                 f"on {int(m['n_rows'])} untouched rows"]
+        new = m[self.metric]
+        if self.champion_before is None:
+            lines.append(f"no current champion of '{self.model_name}': version {self.version} becomes '{CHAMPION}'")
+        else:
+            better = "beats" if self.moved_champion else "does not beat"
+            lines.append(f"holdout {self.metric}: new version {self.version} {new:.4f} {better} champion version "
+                         f"{self.champion_before} {self.champion_value:.4f} -> "
+                         + (f"'{CHAMPION}' moves to version {self.version}" if self.moved_champion
+                            else f"'{CHAMPION}' stays on version {self.champion_before}; "
+                                 f"version {self.version} gets '{CHALLENGER}'"))
+        lines.extend(self.notes)
+        lines.append(f"registered models:/{self.model_name}/{self.version} (models:/{self.model_name}@{self.alias}); "
+                     f"MLflow run {self.run_id}")
+        lines.append(f"reproduce with: vaeok run experiment={self.overlay.stem}  ({self.overlay})")
+        lines.append(f"done in {self.seconds:.1f} s")
+        return lines
+
+
+def _better(new: float, old: float, metric: str) -> bool:
+    """Strictly better on `metric` (ties keep the champion)."""
+    return new > old if HIGHER_IS_BETTER[metric] else new < old
+
+
+def _champion(client: MlflowClient, name: str) -> Any | None:
+    """The version holding alias `champion`, or None (no model or no alias yet)."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _champion_value(client: MlflowClient, champion: Any, metric: str, key: str, holdout: Dataset,
+                    notes: list[str]) -> float:
+    """The champion's holdout metric on THIS holdout: its tag if it was scored on the same holdout,
+    else re-scored by loading its model (with a note)."""
+    tags = champion.tags or {}
+    if tags.get("holdout_key") == key and f"holdout_{metric}" in tags:
+        return float(tags[f"holdout_{metric}"])
+    notes.append(f"note: champion version {champion.version} was scored on another holdout "
+                 f"({tags.get('holdout_key', 'unknown')}); re-scored it on this one ({key}) -- "
+                 "its training rows may overlap this holdout")
+    model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+    pred = model.predict(pd.DataFrame(holdout.X, columns=list(holdout.feature_names)))
+    return regression_metrics(holdout.y, np.asarray(pred.iloc[:, 0], dtype=float))[metric]
+
+
+def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", model_name: str | None = None,
+            trial: int | None = None, extra_overrides: Sequence[str] = ()) -> PromoteResult:
+    """Register a study's best trial (or `trial`) and move alias `champion` if it wins on the holdout."""
+    start = time.perf_counter()
+    if metric not in HIGHER_IS_BETTER:
+        raise UserError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
+    choice = load_trial(study, storage, trial)
+    cfg = load_config([*choice.overrides, *extra_overrides])
+    if not cfg.tracking.enabled:
+        raise UserError("promote needs tracking.enabled=true (the registry lives in the MLflow store)")
+    configure_runtime(cfg.torch_threads)
+    data = load_dataset(cfg.data)
+    dev, holdout = development_rows(cfg, data)
+    if holdout.n_rows < 2:
+        raise UserError(f"evaluation.holdout_fraction={cfg.evaluation.holdout_fraction} leaves "
+                        f"{holdout.n_rows} holdout rows; promote needs an outer holdout of at least 2 rows")
+    name = model_name or f"vaeok-{cfg.data.name}"
+    if not _NAME_RE.match(name):
+        raise UserError(f"--model-name '{name}': use letters, digits, _ . - only")
+    exp_id = tracking.setup(cfg.tracking)
+    client = MlflowClient()
+    notes: list[str] = []
+    if choice.mlflow_run_id:
+        _compare_with_logged(choice.mlflow_run_id, cfg, notes)
+
+    chash, key = config_hash(cfg), holdout_key(cfg, data)
+    pipeline = fit_pipeline(cfg, dev)
+    pred = pipeline.predict_array(holdout.X)
+    m = regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
+    hold_metrics = {**m, "n_rows": float(holdout.n_rows)}
+
+    from vaeok.run import run_tags
+
+    tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
+            "config_hash": chash, "holdout_key": key}
+    with tracking.run(exp_id, f"promote-{study}-trial{choice.number}", tags) as active:
+        run_id = active.info.run_id
+        cv = {f"trial/value{i}" if i else "trial/value": v for i, v in enumerate(choice.values)}
+        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv},
+                           params=flatten(cfg))
+        mlflow.log_text(to_yaml(cfg), "config.yaml")
+        _, hold_idx = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
+        mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
+                         "holdout_seed": cfg.evaluation.holdout_seed, "data_hash": data.fingerprint(),
+                         "rows": [int(i) for i in hold_idx]}, "holdout_split.json")
+        mlflow.log_text(pd.concat([pd.DataFrame(holdout.X, columns=list(holdout.feature_names)),
+                                   pd.DataFrame({holdout.target_name: holdout.y}), pred], axis=1)
+                        .to_csv(index=False), "holdout_predictions.csv")
+        example = pd.DataFrame(dev.X[:5], columns=list(dev.feature_names))
+        info = log_pipeline(pipeline, example)
+
+    version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
+                    "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
+                    "overrides": " ".join(choice.overrides + list(extra_overrides))[:5000],
+                    **{f"holdout_{k}": f"{v:.6g}" for k, v in m.items()}}
+    champion = _champion(client, name)
+    version = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    champ_value = None
+    if champion is None:
+        alias = CHAMPION
+    else:
+        champ_value = _champion_value(client, champion, metric, key, holdout, notes)
+        alias = CHAMPION if _better(m[metric], champ_value, metric) else CHALLENGER
+    client.set_registered_model_alias(name, alias, version.version)
+    client.set_model_version_tag(name, version.version, "promoted_as", alias)
+
+    header = (f"Promoted by `vaeok promote --study {study}`: trial {choice.number}, model "
+              f"{name} version {version.version} ({alias}), config hash {chash}.\n"
+              f"Holdout ({key}): " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + ".\n"
+              "Reproduce the trial's cross-validated evaluation with: vaeok run experiment=<this file's name>")
+    # the champion's overlay is never overwritten by a losing promote
+    overlay = write_overlay(cfg, study if alias == CHAMPION else f"{study}_{CHALLENGER}", header)
+    return PromoteResult(name, str(version.version), alias, metric, hold_metrics, choice, run_id, overlay, chash,
+                         None if champion is None else str(champion.version), champ_value, notes,
+                         time.perf_counter() - start)
+
+
+def _compare_with_logged(run_id: str, cfg: DictConfig, notes: list[str]) -> None:
+    """Warn when the trial's logged config differs from the one recomposed from its overrides."""
+    try:
+        logged = config_from_yaml(logged_config_yaml(run_id))
+    except UserError as exc:
+        notes.append(f"note: could not read the trial's logged config ({exc})")
+        return
+    if config_hash(logged) != config_hash(cfg):
+        notes.append(f"warning: the trial's logged config (run {run_id}) differs from the config recomposed "
+                     "from its overrides (conf/ changed since the sweep?); promoted the recomposed one")
+
+
+# --- predict and ui ---------------------------------------------------------------------------
+
+def _check_model_uri(client: MlflowClient, uri: str) -> None:
+    """One-line errors for models:/<name>@<alias> and models:/<name>/<version> that do not resolve."""
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/([^/]+))?", uri)
+    if not m:
+        return
+    name, alias, version = m.groups()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise UserError(f"no registered model '{name}' in {mlflow.get_tracking_uri()} "
+                        "(run `vaeok promote --study NAME` first)") from None
+    try:
+        if alias:
+            client.get_model_version_by_alias(name, alias)
+        elif version and version != "latest":
+            client.get_model_version(name, version)
+    except MlflowException:
+        what = f"alias '{alias}'" if alias else f"version '{version}'"
+        raise UserError(f"registered model '{name}' has no {what}") from None
+
+
+def predict(model_uri: str, input_path: str | Path, output_path: str | Path | None = None,
+            overrides: Sequence[str] = ()) -> pd.DataFrame:
+    """Predict a feature CSV with a packaged model from this project's MLflow store (see `predict_csv`)."""
+    from vaeok.pipeline import predict_csv
+
+    if not Path(input_path).expanduser().is_file():
+        raise UserError(f"--input: file not found: {input_path}")
+    cfg = load_config(overrides)
+    configure_runtime(cfg.torch_threads)
+    uri = str(cfg.tracking.uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file() \
+            and model_uri.startswith("models:/"):
+        raise UserError(f"no MLflow store at {uri} (run from the project directory, or promote a model first)")
+    mlflow.set_tracking_uri(tracking.resolve_uri(uri))
+    _check_model_uri(MlflowClient(), model_uri)
+    return predict_csv(model_uri, input_path, output_path)
+
+
+def ui_command(port: int, tracking_cfg: DictConfig) -> list[str]:
+    """The `mlflow server` command line for this project's store, bound to 127.0.0.1."""
+    import sys
+
+    root = Path(str(tracking_cfg.artifact_root))
+    artifacts = str(root) if "://" in str(root) else root.resolve().as_uri()
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", str(tracking_cfg.uri),
+            "--default-artifact-root", artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
+    """Start `mlflow server` (the UI) against the project's store; block until it exits or Ctrl-C."""
+    import socket
+    import subprocess
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port must be in 1..65535, got {port}")
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise UserError(f"port {port} on 127.0.0.1 is already in use (try --port {port + 1})")
+    cfg = load_config(overrides)
+    uri = str(cfg.tracking.uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in str(cfg.tracking.artifact_root):
+        Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
+    print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}, artifacts {cfg.tracking.artifact_root}); "
+          "Ctrl-C stops it", flush=True)
+    # MLflow's background job runner (GenAI jobs; several huey worker processes) is not needed here
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(ui_command(port, cfg.tracking), env=env, start_new_session=True)
+    import signal
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _stop_group(proc)
+        return 0
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+
+
+def _stop_group(proc: Any) -> None:
+    """Stop the server and the workers it spawned (its own process group): TERM, then KILL."""
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
