@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from vaeok.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -23,9 +23,9 @@ class DataConfig:
 
     name: str = "rubber_surrogate"
     source: str = "surrogate"
-    path: Optional[str] = None
+    path: str | None = None
     target: str = "stress_600"
-    features: Optional[list[str]] = None
+    features: list[str] | None = None
     n_rows: int = 86
     noise: float = 60.0
     data_seed: int = 2024
@@ -70,12 +70,12 @@ class LabelerConfig:
     candidates: list[str] = field(
         default_factory=lambda: ["linear", "power", "gaussian", "spherical", "exponential"]
     )
-    nugget: Optional[float] = None
+    nugget: float | None = None
     backend: str = "auto"
     exact: bool = True
-    max_points: Optional[int] = None
-    drop_variance_quantile: Optional[float] = None
-    variance_weighting: Optional[str] = None
+    max_points: int | None = None
+    drop_variance_quantile: float | None = None
+    variance_weighting: str | None = None
 
 
 @dataclass
@@ -121,7 +121,7 @@ class CompareConfig:
     fidelity_tolerance: float = 0.05
     fidelity_plot_samples: int = 30
     scatter_counts: list[int] = field(default_factory=lambda: [100, 300, 500, 1000])
-    output_dir: Optional[str] = None
+    output_dir: str | None = None
 
 
 @dataclass

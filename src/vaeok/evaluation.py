@@ -6,8 +6,9 @@ scoring runs inside a Lightning Callback (at fit end, and every N epochs for pru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np

@@ -72,7 +72,7 @@ class OrdinaryKrigingLabeler:
         self.seed = seed
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "OrdinaryKrigingLabeler":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> OrdinaryKrigingLabeler:
         """Standardise X, fit the variogram (or choose it by LOO) on these rows only."""
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)

@@ -58,7 +58,7 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) 
     if result.loss_history:
         for key, arr in result.loss_history.items():
             series[f"train/{key}"] = arr.mean(axis=1).tolist()
-    for epoch, value in result.intermediate:
+    for _epoch, value in result.intermediate:
         series.setdefault(f"{result.objective_key}_intermediate", []).append(value)
     metrics = dict(result.metrics)
     for fm in result.fold_metrics:

@@ -9,7 +9,7 @@ rows (features and label) are sampled from the fitted mixture and mapped back to
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.mixture import GaussianMixture

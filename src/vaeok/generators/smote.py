@@ -10,7 +10,7 @@ x = x_i + lam (x_j - x_i), y = y_i + lam (y_j - y_i): the label is interpolated 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors

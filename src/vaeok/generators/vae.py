@@ -10,8 +10,10 @@ Algorithm 1: sum-squared reconstruction error + KL divergence.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -53,11 +55,11 @@ class StackedVAE(nn.Module):
         super().__init__()
         self.act = _ACTIVATIONS[activation]
         enc = [n_in] + [hidden] * n_layers
-        self.encoder = nn.ModuleList(StackedLinear(k, a, b) for a, b in zip(enc[:-1], enc[1:]))
+        self.encoder = nn.ModuleList(StackedLinear(k, a, b) for a, b in itertools.pairwise(enc))
         self.mu = StackedLinear(k, hidden, latent)
         self.logvar = StackedLinear(k, hidden, latent)
         dec = [latent] + [hidden] * n_layers
-        self.decoder = nn.ModuleList(StackedLinear(k, a, b) for a, b in zip(dec[:-1], dec[1:]))
+        self.decoder = nn.ModuleList(StackedLinear(k, a, b) for a, b in itertools.pairwise(dec))
         self.out = StackedLinear(k, hidden, n_in)
         self.latent = latent
 
@@ -207,7 +209,8 @@ class VAEGenerator:
         self.name = name
         self.n_virtual = n_virtual
         self.joint = joint
-        self.model = dict(OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else (model or {}))
+        model_dict = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else (model or {})
+        self.model = dict(model_dict)
         self.trainer_cfg = trainer if trainer is not None else {"_target_": "lightning.Trainer", "max_epochs": 400}
         self.batch_size = batch_size
         self.module: VAEModule | None = None
@@ -230,6 +233,7 @@ class VAEGenerator:
             return [VirtualSet(s[:, :-1], s[:, -1]) for s in samples]
         return [VirtualSet(s, None) for s in samples]
 
-    def generate(self, train_sets: Sequence[TrainSet], seed: int, callbacks: Sequence[L.Callback] = ()) -> list[VirtualSet]:
+    def generate(self, train_sets: Sequence[TrainSet], seed: int,
+                 callbacks: Sequence[L.Callback] = ()) -> list[VirtualSet]:
         """Fit on each training set and return its virtual samples."""
         return self.virtual_sets(self.fit(train_sets, seed, callbacks), seed)
