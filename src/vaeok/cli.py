@@ -26,6 +26,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vaeok.report.compare import console_report, run_compare
+
+    outcome = run_compare(args.overrides)
+    print(console_report(outcome.result))
+    print(f"compare wall time {outcome.wall_seconds:.1f} s; tables and figures in {outcome.out_dir}")
+    if outcome.run_id:
+        print(f"MLflow parent run {outcome.run_id}; open the UI with: vaeok ui")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
     parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
@@ -33,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400")
     p_run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     p_run.set_defaults(func=_cmd_run)
+    p_cmp = sub.add_parser("compare", help="generator x regressor tables, KS test, curves, figures, SHAP")
+    p_cmp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. evaluation=paper compare.ks_repeats=20")
+    p_cmp.set_defaults(func=_cmd_compare)
     return parser
 
 
