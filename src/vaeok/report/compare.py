@@ -436,6 +436,15 @@ def console_report(result: CompareResult) -> str:
 # --------------------------------------------------------------------------------------------
 # artifacts
 # --------------------------------------------------------------------------------------------
+def focus_generator(result: CompareResult) -> str:
+    """compare.focus_generator if it ran with virtual rows, else the last generator that did."""
+    want = result.cfg.compare.focus_generator
+    if want in result.generated and result.generated[want].n_main > 0:
+        return want
+    with_rows = [g for g, s in result.generated.items() if s.n_main > 0]
+    return with_rows[-1] if with_rows else next(iter(result.generated))
+
+
 def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
     """Write every table (CSV + Markdown) and figure (PNG) under `out`; return the paths."""
     import matplotlib.pyplot as plt
@@ -487,7 +496,7 @@ def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
     if not result.curve.empty:
         figure("fig12_r2_vs_n_virtual", F.sample_count_curves(result.curve, result.baseline))
     # Fig 13
-    focus = cmp.focus_generator if cmp.focus_generator in result.generated else next(iter(result.generated))
+    focus = focus_generator(result)
     preds = {r: res.predictions for (g, r), res in result.predictions.items() if g == focus}
     figure(f"fig13_pred_vs_true_{focus}", F.predicted_vs_true_grid(
         preds, target, f"{F.gen_label(focus)}: pooled held-out predictions (honest protocol)"))
@@ -506,7 +515,7 @@ def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
         figure(f"fig05_virtual_{g}", F.feature_scatter(
             dev.X, dev.y, feats, target, v, f"{F.gen_label(g)}: real vs virtual samples (from all development rows)"))
         labelled[g] = v.y
-    if focus in result.generated and result.generated[focus].n_main > 0:
+    if result.generated[focus].n_main > 0:
         s = result.generated[focus]
         figure(f"fig05_counts_{focus}", F.count_panels(dev.X, s.dev, list(cmp.scatter_counts),
                                                        f"{F.gen_label(focus)}: virtual samples by count (PCA view)"))
@@ -519,7 +528,7 @@ def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
             fig.axes[0].set_title(f"{F.gen_label(g)}: VAE training loss (band: spread over fold models)")
             figure(f"fig07_vae_loss_{g}", fig)
     # Fig 10 analogue
-    if result.fidelity is not None and focus in result.generated and result.generated[focus].n_main > 0:
+    if result.fidelity is not None and result.generated[focus].n_main > 0:
         s = result.generated[focus]
         v = take(s.dev, s.n_main)
         rng = np.random.default_rng(result.cfg.seed)
