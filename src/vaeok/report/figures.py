@@ -164,7 +164,8 @@ def feature_scatter(real_X: np.ndarray, real_y: np.ndarray, features: Sequence[s
                     virtual: VirtualSet | None = None, title: str = "") -> Figure:
     """Fig 4 (virtual=None: real rows coloured by the target) and Fig 5 (real vs virtual):
     3-D scatter of the first three features (or two features + target) and a 2-D PCA view."""
-    fig = plt.figure(figsize=(12, 5))
+    fig = plt.figure(figsize=(14, 5.6))
+    fig.subplots_adjust(wspace=0.45)
     ax3 = fig.add_subplot(1, 2, 1, projection="3d")
     ax2 = fig.add_subplot(1, 2, 2)
     cols, names = _scatter3d_axes(real_X, real_y, features, target)
@@ -177,9 +178,9 @@ def feature_scatter(real_X: np.ndarray, real_y: np.ndarray, features: Sequence[s
     if pr.shape[1] == 1:
         pr = np.column_stack([pr, np.zeros(len(pr))])
     if virtual is None:
-        sc = ax3.scatter(*coords(real_X, real_y), c=real_y, cmap="viridis", s=20)
-        ax2.scatter(pr[:, 0], pr[:, 1], c=real_y, cmap="viridis", s=24)
-        cb = fig.colorbar(sc, ax=[ax3, ax2], shrink=0.8)
+        ax3.scatter(*coords(real_X, real_y), c=real_y, cmap="viridis", s=20)
+        sc = ax2.scatter(pr[:, 0], pr[:, 1], c=real_y, cmap="viridis", s=24)
+        cb = fig.colorbar(sc, ax=ax2, shrink=0.9)
         cb.set_label(display(target))
     else:
         pv = pca.transform(scaler.transform(virtual.X))
