@@ -69,7 +69,7 @@ def r2_bars(tables: Mapping[str, pd.DataFrame]) -> Figure:
         ax.set_ylim(min(0.0, lo - 0.05) if lo < 0.5 else max(0.0, lo - 0.1), 1.0)
         ax.set_title(f"R² by generator and regressor: {title}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(title="generator", fontsize=8, loc="lower right")
+    axes[0][-1].legend(title="generator", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
