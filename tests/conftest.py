@@ -32,3 +32,4 @@ def tiny_cfg() -> DictConfig:
 def cli_env() -> dict[str, str]:
     """Environment for CLI subprocesses."""
     return {**os.environ, "VAEOK_CONFIG_DIR": str(CONF), "PYTHONWARNINGS": "ignore"}
+ROOT = REPO

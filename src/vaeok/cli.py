@@ -94,6 +94,17 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return ui(args.port)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vaeok.report.compare import console_report, run_compare
+
+    outcome = run_compare(args.overrides)
+    print(console_report(outcome.result))
+    print(f"compare wall time {outcome.wall_seconds:.1f} s; tables and figures in {outcome.out_dir}")
+    if outcome.run_id:
+        print(f"MLflow parent run {outcome.run_id}; open the UI with: vaeok ui")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
     parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
@@ -133,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the project's store")
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.set_defaults(func=_cmd_ui)
+
+    p_cmp = sub.add_parser("compare", help="generator x regressor tables, KS test, curves, figures, SHAP")
+    p_cmp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. evaluation=paper compare.ks_repeats=20")
+    p_cmp.set_defaults(func=_cmd_compare)
     return parser
 
 

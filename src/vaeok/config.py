@@ -75,6 +75,7 @@ class LabelerConfig:
     exact: bool = True
     max_points: int | None = None
     drop_variance_quantile: float | None = None
+    variance_weighting: str | None = None
 
 
 @dataclass
@@ -102,6 +103,28 @@ class TrackingConfig:
 
 
 @dataclass
+class CompareConfig:
+    """`vaeok compare`: the generator x regressor grid, sample-count curve, KS test, SHAP, audits."""
+
+    generators: list[str] = field(default_factory=lambda: ["none", "nni_smote", "gmm_vsg", "vae_vsg", "vae_ok"])
+    regressors: list[str] = field(default_factory=lambda: ["gbr", "svr", "lasso", "ann", "brr"])
+    sample_counts: list[int] = field(default_factory=lambda: [0, 100, 300, 500, 1000, 2000])
+    curve_regressors: list[str] = field(default_factory=lambda: ["gbr", "ann"])
+    focus_generator: str = "vae_ok"
+    ks_repeats: int = 100
+    shap: bool = True
+    shap_generator: str = "vae_ok"
+    shap_regressor: str = "gbr"
+    shap_max_rows: int = 200
+    variance_rows: bool = True
+    variance_drop_quantile: float = 0.9
+    fidelity_tolerance: float = 0.05
+    fidelity_plot_samples: int = 30
+    scatter_counts: list[int] = field(default_factory=lambda: [100, 300, 500, 1000])
+    output_dir: str | None = None
+
+
+@dataclass
 class Config:
     """Root config; groups are composed from conf/<group>/*.yaml."""
 
@@ -115,6 +138,7 @@ class Config:
     regressor: Any = None
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 def register_configs() -> None:
@@ -172,6 +196,14 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.generator is not None and "_target_" in cfg.generator, "generator group is missing or has no _target_"),
         (cfg.regressor is not None and "_target_" in cfg.regressor, "regressor group is missing or has no _target_"),
         (cfg.generator is None or cfg.generator.get("n_virtual", 0) >= 0, "generator.n_virtual must be >= 0"),
+        (cfg.labeler.variance_weighting in (None, "explained"),
+         f"labeler.variance_weighting must be null or explained, got '{cfg.labeler.variance_weighting}'"),
+        (cfg.labeler.drop_variance_quantile is None or 0 < cfg.labeler.drop_variance_quantile <= 1,
+         "labeler.drop_variance_quantile must be in (0, 1]"),
+        (cfg.compare.ks_repeats >= 1, "compare.ks_repeats must be >= 1"),
+        (all(n >= 0 for n in cfg.compare.sample_counts), "compare.sample_counts must be >= 0"),
+        (0 < cfg.compare.variance_drop_quantile <= 1, "compare.variance_drop_quantile must be in (0, 1]"),
+        (cfg.compare.fidelity_tolerance > 0, "compare.fidelity_tolerance must be > 0"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -10,6 +10,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,8 +18,12 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import RegressorMixin
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import has_fit_parameter
 
 from vaeok.data import Dataset
+from vaeok.errors import UserError
 from vaeok.generators.base import TrainSet, VirtualSet
 from vaeok.generators.vae import VAEGenerator
 from vaeok.kriging import OrdinaryKrigingLabeler
@@ -108,24 +113,79 @@ def make_regressor(cfg: DictConfig) -> RegressorMixin:
     return instantiate(cfg.regressor, _convert_="all")
 
 
-def label_virtual(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> VirtualSet:
-    """Give unlabelled virtual rows kriging labels fitted on `train` only; drop high-variance rows."""
+def krige_labels(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> VirtualSet:
+    """Kriging labels (and kriging std) for unlabelled virtual rows, fitted on `train` only.
+
+    Sets that already carry labels (generator's own labels) or are empty pass through unchanged.
+    """
     if virtual.y is not None or len(virtual.X) == 0:
         return virtual
     labeler = fitted_labeler(cfg, train)
     y, std = labeler.predict(virtual.X, return_std=True)
-    q = cfg.labeler.drop_variance_quantile
-    if q is not None and len(std):
-        keep = std <= np.quantile(std, q)
-        return VirtualSet(virtual.X[keep], y[keep], std[keep])
     return VirtualSet(virtual.X, y, std)
+
+
+def apply_variance_policy(cfg: DictConfig, virtual: VirtualSet) -> VirtualSet:
+    """Drop virtual rows above the `labeler.drop_variance_quantile` of their kriging std (if set)."""
+    q = cfg.labeler.drop_variance_quantile
+    if q is not None and virtual.std is not None and len(virtual.std):
+        keep = virtual.std <= np.quantile(virtual.std, q)
+        return VirtualSet(virtual.X[keep], None if virtual.y is None else virtual.y[keep], virtual.std[keep])
+    return virtual
+
+
+def label_virtual(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> VirtualSet:
+    """Give unlabelled virtual rows kriging labels fitted on `train` only; drop high-variance rows."""
+    return apply_variance_policy(cfg, krige_labels(cfg, virtual, train))
+
+
+def virtual_weights(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> np.ndarray | None:
+    """Sample weights of virtual rows under `labeler.variance_weighting` (None = unweighted).
+
+    `explained`: w = clip(1 - std^2 / var(y_train), 0, 1), the share of the label variance the
+    kriging estimate explains at that point (1 at training points, 0 where kriging knows no more
+    than the mean). Real rows keep weight 1. Only sets with a kriging std are weighted.
+    """
+    mode = cfg.labeler.get("variance_weighting")
+    if mode is None or virtual.std is None or len(virtual.X) == 0:
+        return None
+    if mode != "explained":
+        raise UserError(f"labeler.variance_weighting must be null or explained, got '{mode}'")
+    var = float(np.var(train.y)) or 1.0
+    return np.clip(1.0 - virtual.std**2 / var, 0.0, 1.0)
+
+
+def sample_weight_params(model: Any, sample_weight: np.ndarray) -> dict[str, np.ndarray]:
+    """fit() keyword arguments that route sample_weight to the final estimator of a
+    Pipeline / TransformedTargetRegressor / plain estimator; UserError if it cannot take weights."""
+    if isinstance(model, Pipeline):
+        name, last = model.steps[-1]
+        return {f"{name}__{k}": v for k, v in sample_weight_params(last, sample_weight).items()}
+    if isinstance(model, TransformedTargetRegressor):
+        return sample_weight_params(model.regressor, sample_weight)
+    if has_fit_parameter(model, "sample_weight"):
+        return {"sample_weight": sample_weight}
+    raise UserError(f"regressor {type(model).__name__} does not accept sample_weight "
+                    "(needed by labeler.variance_weighting)")
+
+
+def fit_regressor(cfg: DictConfig, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Any:
+    """A fresh configured regressor fitted on (X, y), with per-row weights if given."""
+    model = make_regressor(cfg)
+    if sample_weight is None:
+        return model.fit(X, y)
+    return model.fit(X, y, **sample_weight_params(model, sample_weight))
 
 
 def fit_predict(cfg: DictConfig, train: TrainSet, virtual: VirtualSet, X_test: np.ndarray) -> np.ndarray:
     """Fit the regressor on real+virtual training rows; predict X_test."""
-    X = np.vstack([train.X, virtual.X]) if len(virtual.X) else train.X
-    y = np.concatenate([train.y, virtual.y]) if len(virtual.X) else train.y
-    return make_regressor(cfg).fit(X, y).predict(X_test)
+    if not len(virtual.X):
+        return fit_regressor(cfg, train.X, train.y).predict(X_test)
+    X = np.vstack([train.X, virtual.X])
+    y = np.concatenate([train.y, virtual.y])
+    w = virtual_weights(cfg, virtual, train)
+    sw = None if w is None else np.r_[np.ones(len(train.y)), w]
+    return fit_regressor(cfg, X, y, sw).predict(X_test)
 
 
 def pooled_metrics(pred: pd.DataFrame, prefix: str) -> dict[str, float]:
@@ -168,11 +228,13 @@ def score_paper(cfg: DictConfig, dev: Dataset, virtual_sets: Sequence[VirtualSet
     X = np.vstack([dev.X, virtual.X])
     y = np.concatenate([dev.y, virtual.y])
     is_virtual = np.r_[np.zeros(len(dev.X), bool), np.ones(len(virtual.X), bool)]
+    w = virtual_weights(cfg, virtual, train)
+    sw = None if w is None else np.r_[np.ones(len(dev.y)), w]
     ev = cfg.evaluation
     folds = inner_folds(len(X), "honest_kfold", ev.n_splits, ev.n_repeats, 0, cfg.seed)
     rows = []
     for fold in folds:
-        model = make_regressor(cfg).fit(X[fold.train], y[fold.train])
+        model = fit_regressor(cfg, X[fold.train], y[fold.train], None if sw is None else sw[fold.train])
         rows.append(pd.DataFrame({
             "row": fold.test, "repeat": fold.repeat, "fold": fold.index, "y_true": y[fold.test],
             "y_pred": model.predict(X[fold.test]), "is_virtual": is_virtual[fold.test],

@@ -1,0 +1,1 @@
+"""Reports of `vaeok compare`: generator x regressor tables, KS test, figures, SHAP, audits."""
