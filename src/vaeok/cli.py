@@ -11,15 +11,20 @@ from vaeok.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from vaeok.config import load_config
-    from vaeok.run import run_experiment
 
     if args.from_run:
         from vaeok.registry import REPRODUCES_TAG, config_from_run
+        from vaeok.run import run_experiment
 
         cfg = config_from_run(args.from_run, args.overrides)
         outcome = run_experiment(cfg, extra_tags={REPRODUCES_TAG: args.from_run})
     else:
-        cfg = load_config(args.overrides)
+        cfg = load_config(args.overrides)  # before the heavy imports: config errors answer fast
+        from vaeok.data import load_dataset
+
+        load_dataset(cfg.data)  # validate the data before importing torch/mlflow
+        from vaeok.run import run_experiment
+
         outcome = run_experiment(cfg)
     m = outcome.result.metrics
     p = outcome.result.objective_key.split("/")[0]
