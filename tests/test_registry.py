@@ -23,9 +23,9 @@ from vaeok.registry import (
     config_hash,
     format_override_value,
     load_trial,
-    ui_command,
 )
 from vaeok.run import run_experiment
+from vaeok.server import ui_command
 from vaeok.tracking import resolve_uri
 
 from .conftest import cli_env

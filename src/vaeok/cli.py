@@ -44,7 +44,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(resolve_spec(args.spec))
     opts = SweepOptions(study=args.study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
-                        retry_failed=args.retry_failed, progress=not args.no_progress)
+                        retry_failed=args.retry_failed, progress=not args.no_progress,
+                        heartbeat=args.heartbeat)
     if args.workers > 1:
         from vaeok.workers import run_workers
 
@@ -93,8 +94,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_server(args: argparse.Namespace) -> int:
+    from vaeok.server import server
+
+    return server(args.port, args.backend_store_uri, args.artifacts)
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from vaeok.registry import ui
+    from vaeok.server import ui
 
     return ui(args.port)
 
@@ -128,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p_sw.add_argument("--workers", type=int, default=1, help="worker processes on this host")
     p_sw.add_argument("--retry-failed", type=int, default=0, metavar="K", help="retry each failed trial up to K times")
+    p_sw.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                      help="trial heartbeat (s); a trial silent for 3x this is marked FAIL (killed worker)")
     p_sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_sw.add_argument("overrides", nargs="*", help="Hydra overrides applied to every trial")
     p_sw.set_defaults(func=_cmd_sweep)
@@ -149,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the project's store")
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.set_defaults(func=_cmd_ui)
+    p_srv = sub.add_parser("server", help="shared MLflow tracking server (PostgreSQL backend) for distributed sweeps")
+    p_srv.add_argument("--port", type=int, default=5000)
+    p_srv.add_argument("--backend-store-uri", default="postgresql://postgres@127.0.0.1:5432/mlflow",
+                       help="database for runs (created if missing)")
+    p_srv.add_argument("--artifacts", default="mlruns/server-artifacts", help="where the server stores artifacts")
+    p_srv.set_defaults(func=_cmd_server)
 
     p_cmp = sub.add_parser("compare", help="generator x regressor tables, KS test, curves, figures, SHAP")
     p_cmp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. evaluation=paper compare.ks_repeats=20")

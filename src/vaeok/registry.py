@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -468,67 +467,3 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path | No
     mlflow.set_tracking_uri(tracking.resolve_uri(uri))
     _check_model_uri(MlflowClient(), model_uri)
     return predict_csv(model_uri, input_path, output_path)
-
-
-def ui_command(port: int, tracking_cfg: DictConfig) -> list[str]:
-    """The `mlflow server` command line for this project's store, bound to 127.0.0.1."""
-    import sys
-
-    root = Path(str(tracking_cfg.artifact_root))
-    artifacts = str(root) if "://" in str(root) else root.resolve().as_uri()
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", str(tracking_cfg.uri),
-            "--default-artifact-root", artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-
-
-def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
-    """Start `mlflow server` (the UI) against the project's store; block until it exits or Ctrl-C."""
-    import socket
-    import subprocess
-
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port must be in 1..65535, got {port}")
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise UserError(f"port {port} on 127.0.0.1 is already in use (try --port {port + 1})")
-    cfg = load_config(overrides)
-    uri = str(cfg.tracking.uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in str(cfg.tracking.artifact_root):
-        Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}, artifacts {cfg.tracking.artifact_root}); "
-          "Ctrl-C stops it", flush=True)
-    # MLflow's background job runner (GenAI jobs; several huey worker processes) is not needed here
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(ui_command(port, cfg.tracking), env=env, start_new_session=True)
-    import signal
-
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        _stop_group(proc)
-        return 0
-    finally:
-        if proc.poll() is None:
-            _stop_group(proc)
-
-
-def _stop_group(proc: Any) -> None:
-    """Stop the server and the workers it spawned (its own process group): TERM, then KILL."""
-    import signal
-    import subprocess
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue

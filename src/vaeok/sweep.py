@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,13 +50,14 @@ class SweepOptions:
     max_failures: int | None = None
     heartbeat: int = 10
     progress: bool = True
+    seed_offset: int = 0
 
 
 # -- Optuna objects ---------------------------------------------------------------------------
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded."""
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with spec seed + offset (distinct per worker and per session)."""
     s = dict(spec.sampler)
-    kind, seed = s.pop("type"), s.pop("seed", 0)
+    kind, seed = s.pop("type"), int(s.pop("seed", 0)) + seed_offset
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **s)
     if kind in ("random", "one_at_a_time"):
@@ -119,6 +122,8 @@ def open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -
     storage = make_storage(opts.storage or DEFAULT_STORAGE, opts.heartbeat, opts.retry_failed)
     study = optuna.create_study(study_name=name, storage=storage, directions=spec.directions,
                                 sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+    # Same seed in every worker, or again on resume, would replay the same random draws.
+    study.sampler = make_sampler(spec, opts.seed_offset + len(study.get_trials(deepcopy=False)))
     h = spec_hash(spec, base_overrides)
     attrs = study.user_attrs
     if "spec_hash" in attrs and attrs["spec_hash"] != h:
@@ -255,9 +260,19 @@ def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
 TRIAL_DEFAULTS = ["tracking.log_figures=false"]  # per-trial PNGs cost ~20 % of a trial; the study logs plots
 
 
-def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
-              log: Callable[[str], None] = print) -> optuna.Study:
-    """Run (or resume) a study until it has n_trials COMPLETE/PRUNED trials or time runs out."""
+@dataclass
+class Prepared:
+    """A study ready for workers: spec with trial defaults, the study and its MLflow parent run."""
+
+    spec: StudySpec
+    base_overrides: list[str]
+    study: optuna.Study
+    parent_id: str
+    torch_threads: int
+
+
+def prepare(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -> Prepared:
+    """Validate the spec, open (or resume) the study and its MLflow parent run."""
     spec = replace(spec, overrides=[*TRIAL_DEFAULTS, *spec.overrides])
     base_cfg = load_config([*spec.overrides, *base_overrides])
     configure_runtime(base_cfg.torch_threads)
@@ -267,32 +282,17 @@ def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
     exp_id = tracking.setup(base_cfg.tracking)
     parent_id = parent_run(study, spec, base_overrides, exp_id)
     reconcile_mlflow(study)
-    n_trials = opts.n_trials or spec.n_trials
-    timeout = opts.timeout if opts.timeout is not None else spec.timeout
-    max_failures = opts.max_failures if opts.max_failures is not None else max(3, n_trials)
-    objective = make_objective(spec, base_overrides, parent_id)
-    done0 = count(study, FINISHED)
-    log(f"study '{study.study_name}' ({opts.storage or DEFAULT_STORAGE}): {done0}/{n_trials} trials done")
-    bar = _progress(n_trials, done0, opts.progress)
-    start, failures, status = time.monotonic(), 0, "FINISHED"
-    previous = _install_sigterm()
+    return Prepared(spec, list(base_overrides), study, parent_id, base_cfg.torch_threads)
+
+
+def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
+              log: Callable[[str], None] = print) -> optuna.Study:
+    """Run (or resume) a study in this process until it has n_trials COMPLETE/PRUNED trials
+    (or the timeout passes); the study's MLflow parent run ends with the sweep."""
+    prep = prepare(spec, base_overrides, opts)
+    status = "FINISHED"
     try:
-        while count(study, FINISHED) < n_trials:
-            if timeout is not None and time.monotonic() - start >= timeout:
-                log(f"timeout of {timeout:g} s reached")
-                break
-            if failures >= max_failures:
-                log(f"stopping: {failures} failed trials in this session (see the 'error' of each trial)")
-                status = "FAILED"
-                break
-            enqueue_retries(study, opts.retry_failed)
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-            last = study.get_trials(deepcopy=False)[-1]
-            if last.state == TrialState.FAIL:
-                failures += 1
-                log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
-            _update_progress(bar, study, spec)
-            _log_best(study, spec, parent_id)
+        status = work(prep, opts, log)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -300,12 +300,132 @@ def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
         status = "FAILED"
         raise
     finally:
+        finish(prep, status)
+    return prep.study
+
+
+def finish(prep: Prepared, status: str) -> None:
+    """Close a study session: no trial run left RUNNING, study artifacts logged, parent ended."""
+    reconcile_mlflow(prep.study)
+    _finish_parent(prep.study, prep.spec, prep.parent_id, status)
+
+
+def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
+         poll_seconds: float = 2.0) -> str:
+    """Run trials until the study's budget is met; safe to run in many processes at once.
+
+    Before each trial a lock around "count + create trial" (PostgreSQL advisory lock, or a file
+    lock for SQLite) ensures concurrent workers never start more than n_trials trials; a worker
+    whose budget is held by RUNNING trials of others waits (and reaps stale ones) instead.
+    Returns the MLflow status the session ended with.
+    """
+    study, spec = prep.study, prep.spec
+    configure_runtime(prep.torch_threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    n_trials = opts.n_trials or spec.n_trials
+    timeout = opts.timeout if opts.timeout is not None else spec.timeout
+    max_failures = opts.max_failures if opts.max_failures is not None else max(3, n_trials)
+    lock = SlotLock(opts.storage or DEFAULT_STORAGE, study.study_name)
+    inner = make_objective(spec, prep.base_overrides, prep.parent_id)
+
+    def objective(trial: optuna.Trial) -> Any:
+        lock.release()  # the trial exists now; other workers may count it
+        trial.set_user_attr("pid", os.getpid())
+        return inner(trial)
+
+    done0 = count(study, FINISHED)
+    log(f"study '{study.study_name}' ({opts.storage or DEFAULT_STORAGE}): {done0}/{n_trials} trials done")
+    bar = _progress(n_trials, done0, opts.progress)
+    start, failures, status = time.monotonic(), 0, "FINISHED"
+    previous = _install_sigterm()
+    try:
+        while True:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                log(f"timeout of {timeout:g} s reached")
+                break
+            if failures >= max_failures:
+                log(f"stopping: {failures} failed trials in this session (see the 'error' of each trial)")
+                status = "FAILED"
+                break
+            lock.acquire()
+            try:
+                finished = count(study, FINISHED)
+                running = count(study, (TrialState.RUNNING,))
+                if finished >= n_trials:
+                    break
+                if finished + running >= n_trials:  # the rest is being run by other workers
+                    lock.release()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        optuna.storages.fail_stale_trials(study)
+                    time.sleep(poll_seconds)
+                    continue
+                enqueue_retries(study, opts.retry_failed)
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+            finally:
+                lock.release()
+            last = _last_own_trial(study)
+            if last is not None and last.state == TrialState.FAIL:
+                failures += 1
+                log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
+            _update_progress(bar, study, spec)
+            _log_best(study, spec, prep.parent_id)
+    finally:
         signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
-        reconcile_mlflow(study)
-        _finish_parent(study, spec, parent_id, status)
-    return study
+    return status
+
+
+def _last_own_trial(study: optuna.Study) -> FrozenTrial | None:
+    pid = os.getpid()
+    own = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("pid") == pid]
+    return own[-1] if own else None
+
+
+class SlotLock:
+    """Cross-process mutex around "check the budget + create a trial" for one study."""
+
+    def __init__(self, storage_url: str, study_name: str) -> None:
+        self.url = storage_url
+        self.key = int(hashlib.sha256(study_name.encode()).hexdigest()[:15], 16)
+        self._held = False
+        self._conn: Any = None
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        if self._held:
+            return
+        if self.url.startswith("postgresql"):
+            import sqlalchemy
+
+            if self._conn is None:
+                engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+                self._conn = engine.connect()
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        elif self.url.startswith("sqlite:///"):
+            import fcntl
+
+            path = tracking.absolute_sqlite_uri(self.url).removeprefix("sqlite:///") + ".lock"
+            self._file = open(path, "a")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self._conn is not None:
+            import sqlalchemy
+
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._conn.commit()
+        if self._file is not None:
+            import fcntl
+
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 def _finish_parent(study: optuna.Study, spec: StudySpec, parent_id: str, status: str) -> None:

@@ -27,6 +27,8 @@ def setup(tracking: DictConfig) -> str:
         exp = mlflow.get_experiment_by_name(tracking.experiment)
         if exp is not None:
             return exp.experiment_id
+        if uri.startswith(("http://", "https://")):  # the server decides (proxied artifacts)
+            return mlflow.create_experiment(tracking.experiment)
         root = Path(tracking.artifact_root)
         location = root.resolve().as_uri() if "://" not in str(root) else str(root)
         return mlflow.create_experiment(tracking.experiment, artifact_location=location)

@@ -1,0 +1,94 @@
+"""Several worker processes on one host sharing one study (and joining other hosts' workers).
+
+The coordinator prepares the study and its MLflow parent run, starts N spawned workers that each
+run `sweep.work`, shows progress from the storage, and ends the parent run when all are done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import socket
+import sys
+import time
+import zlib
+from dataclasses import replace
+from typing import Any
+
+import optuna
+
+from vaeok.errors import UserError
+from vaeok.sweep import FINISHED, Prepared, SweepOptions, count, finish, prepare, work
+from vaeok.sweep_spec import StudySpec
+
+
+def _worker(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, index: int) -> None:
+    """Entry point of one worker process."""
+    from vaeok import tracking
+    from vaeok.config import load_config
+    from vaeok.sweep import open_study, parent_run
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    opts = replace(opts, seed_offset=opts.seed_offset + 1000 * (index + 1) + zlib.crc32(socket.gethostname().encode()))
+    cfg = load_config([*spec.overrides, *base_overrides])
+    study = open_study(spec, base_overrides, opts)
+    exp_id = tracking.setup(cfg.tracking)
+    parent_id = study.user_attrs.get("mlflow_parent_run_id") or parent_run(study, spec, base_overrides, exp_id)
+    prep = Prepared(spec, base_overrides, study, parent_id, cfg.torch_threads)
+    try:
+        work(prep, opts, log=lambda msg: print(f"[worker {index}] {msg}", file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, n_workers: int,
+                poll_seconds: float = 1.0) -> optuna.Study:
+    """Run a study with n_workers processes on this host; returns the study when they are done."""
+    if n_workers < 1:
+        raise UserError("--workers must be >= 1")
+    prep = prepare(spec, base_overrides, opts)
+    worker_opts = SweepOptions(**{**opts.__dict__, "progress": False})
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(prep.spec, prep.base_overrides, worker_opts, i), daemon=False)
+             for i in range(n_workers)]
+    n_trials = opts.n_trials or prep.spec.n_trials
+    bar = _bar(n_trials, count(prep.study, FINISHED), opts.progress)
+    status = "FINISHED"
+    try:
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs):
+            time.sleep(poll_seconds)
+            if bar is not None:
+                bar.update(max(0, count(prep.study, FINISHED) - bar.n))
+        codes = [p.exitcode for p in procs]
+        if count(prep.study, FINISHED) < n_trials and opts.timeout is None and prep.spec.timeout is None:
+            status = "FAILED"
+            raise UserError(f"workers ended (exit codes {codes}) before the study reached {n_trials} trials; "
+                            "rerun the same command to resume")
+        lost = [c for c in codes if c not in (0, None)]
+        if lost:
+            print(f"warning: {len(lost)} worker(s) ended abnormally (exit codes {codes}); "
+                  "their trials were marked FAIL and the others finished the study", file=sys.stderr)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        for p in procs:
+            p.join(timeout=60)
+        raise
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=30)
+        if bar is not None:
+            bar.close()
+        finish(prep, status)
+    return prep.study
+
+
+def _bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
