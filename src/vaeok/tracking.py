@@ -48,9 +48,9 @@ def absolute_sqlite_uri(uri: str) -> str:
     MLflow caches one store per URI string, so a cwd-relative URI must not be reused from
     another directory in the same process.
     """
-    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+    if not uri.startswith("sqlite:///"):
         return uri
-    path = Path(uri.removeprefix("sqlite:///")).resolve()
+    path = Path(uri.removeprefix("sqlite:///")).resolve()  # "sqlite:////abs" -> "/abs" stays absolute
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
