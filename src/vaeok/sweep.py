@@ -144,6 +144,7 @@ def enqueue_one_at_a_time(study: optuna.Study, spec: StudySpec, base_overrides: 
 
     cfg = load_config([*spec.overrides, *base_overrides])
     defaults = {p.key: OmegaConf.select(cfg, p.key) for p in spec.space}
+    study.set_user_attr("oat_defaults", defaults)
     seen: set[str] = set()
     for p in spec.space:
         for v in p.grid():

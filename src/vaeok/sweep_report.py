@@ -91,18 +91,24 @@ def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
 
 def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | None:
     """Fig 8-style curves: objective vs each parameter, the others at their defaults."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "oat_param" in t.user_attrs]
-    if not trials:
+    defaults = study.user_attrs.get("oat_defaults")
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not defaults or not trials:
         return None
     keys = [p.key for p in spec.space]
+
+    def on_axis(t: optuna.trial.FrozenTrial, key: str) -> bool:  # all other knobs at their defaults
+        return all(t.params.get(k) == v for k, v in defaults.items() if k != key)
+
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        pts = sorted((t.params[key], t.values[0]) for t in trials if t.user_attrs["oat_param"] == key)
+        pts = sorted((t.params[key], t.values[0]) for t in trials if on_axis(t, key))
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, "o-")
             best = max(pts, key=lambda p: p[1]) if spec.directions[0] == "maximize" else min(pts, key=lambda p: p[1])
             ax.plot(*best, "r*", ms=14, label=f"best {best[0]:g}")
+            ax.axvline(defaults[key], color="grey", ls=":", lw=1, label=f"default {defaults[key]:g}")
             ax.legend()
         ax.set_xlabel(key)
         ax.set_ylabel(f"held-out {spec.metrics[0]}")
