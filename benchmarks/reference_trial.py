@@ -31,6 +31,7 @@ import torch
 from sklearn.ensemble import GradientBoostingRegressor
 from torch import nn
 
+import _common  # noqa: F401  (puts src/ on sys.path when run as a script)
 from vaeok.data import Dataset, rubber_surrogate
 from vaeok.kriging import OrdinaryKrigingLabeler
 from vaeok.metrics import ks_statistic, regression_metrics

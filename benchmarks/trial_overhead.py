@@ -21,9 +21,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 
+import reference_trial as ref
 from _common import RESULTS, env_info, median, median_table
-
-import reference_trial as ref  # noqa: I001  (benchmarks/ is on sys.path when run as a script)
 
 
 @contextmanager
