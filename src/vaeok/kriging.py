@@ -84,6 +84,7 @@ class OrdinaryKrigingLabeler:
         self.scale_[self.scale_ == 0] = 1.0
         self.X_ = (X - self.mean_) / self.scale_
         self.y_ = y
+        self._krig = None
         self.dim_ = X.shape[1]
         names = self.candidates if self.variogram == "auto" else (self.variogram,)
         fitted: dict[str, _Fitted] = {}
@@ -144,13 +145,24 @@ class OrdinaryKrigingLabeler:
         if self.backend_ == "pykrige":
             mean, var = self._pykrige(Z)
         else:
-            krig = gs.krige.Ordinary(self.model_, self.X_.T, self.y_, exact=self.exact)
-            mean, var = krig(Z.T, return_var=True, store=False)
+            mean, var = self._gstools_krige()(Z.T, return_var=True, store=False)
         mean = np.asarray(mean, dtype=float)
         if not np.all(np.isfinite(mean)):
             raise KrigingError("kriging produced non-finite labels (singular system)")
         std = np.sqrt(np.clip(np.asarray(var, dtype=float), 0.0, None))
         return (mean, std) if return_std else mean
+
+    def _gstools_krige(self) -> gs.krige.Ordinary:
+        """The n-D kriging system, built (pseudo-inverted) once per fit and reused by every predict."""
+        krig = getattr(self, "_krig", None)
+        if krig is None:
+            krig = self._krig = gs.krige.Ordinary(self.model_, self.X_.T, self.y_, exact=self.exact)
+        return krig
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_krig", None)  # large and rebuilt on demand; keep pickles small
+        return state
 
     def _pykrige(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from pykrige.ok import OrdinaryKriging
