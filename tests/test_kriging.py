@@ -54,3 +54,15 @@ def test_bad_settings() -> None:
         OrdinaryKrigingLabeler(backend="R")
     with pytest.raises(UserError, match="2-3 features"):
         OrdinaryKrigingLabeler(backend="pykrige").fit(np.random.rand(20, 5), np.random.rand(20))
+
+
+def test_auto_fits_every_candidate_on_the_default_folds() -> None:
+    from vaeok.config import load_config
+    from vaeok.evaluation import development_rows
+    from vaeok.splits import inner_folds
+
+    cfg = load_config([])
+    dev, _ = development_rows(cfg, rubber_surrogate())
+    for fold in inner_folds(dev.n_rows, "honest_kfold", 5, 1, 30, cfg.seed):
+        lab = OrdinaryKrigingLabeler().fit(dev.X[fold.train], dev.y[fold.train])
+        assert lab.fit_errors_ == {} and len(lab.loo_rmse_) == 5

