@@ -227,9 +227,7 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
         missing = [m for m in spec.metrics if m not in metrics]
         if missing:
             raise UserError(f"objective metric(s) {missing} not produced; available: {sorted(metrics)}")
-        for k in ("val/r2", "val/rmse", "val/mae", "val/mape", "val/ks"):
-            if k in metrics:
-                trial.set_user_attr(k, metrics[k])
+        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k.count("/") == 1})  # one write
         values = [metrics[m] for m in spec.metrics]
         return values if spec.multi_objective else values[0]
 
