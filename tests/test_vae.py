@@ -52,8 +52,9 @@ def test_fold_models_are_independent() -> None:
 
 def test_batches_cover_each_fold_once_per_epoch() -> None:
     counts = torch.tensor([5, 7])
-    batches = list(FoldBatches(counts, batch_size=3, seed=0))
-    pos = torch.cat(batches, dim=1)
+    epochs = list(FoldBatches(counts, batch_size=3, seed=0))
+    assert len(epochs) == 1 and [b.shape for b in epochs[0]] == [(2, 3), (2, 3), (2, 1)]
+    pos = torch.cat(epochs[0], dim=1)
     assert sorted(pos[0][pos[0] < 5].tolist()) == list(range(5))
     assert sorted(pos[1].tolist()) == list(range(7))
 

@@ -23,6 +23,17 @@ def setup(tracking: DictConfig) -> str:
     """Point MLflow at the configured store; return the experiment id (created if missing)."""
     uri = absolute_sqlite_uri(str(tracking.uri))
     mlflow.set_tracking_uri(uri)
+    key = (uri, str(tracking.experiment))
+    if key in _EXPERIMENT_IDS:  # one lookup per process, not per trial
+        return _EXPERIMENT_IDS[key]
+    _EXPERIMENT_IDS[key] = _experiment_id(tracking, uri)
+    return _EXPERIMENT_IDS[key]
+
+
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+
+
+def _experiment_id(tracking: DictConfig, uri: str) -> str:
     try:
         exp = mlflow.get_experiment_by_name(tracking.experiment)
         if exp is not None:

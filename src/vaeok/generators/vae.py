@@ -81,7 +81,11 @@ class StackedVAE(nn.Module):
 
 
 class FoldBatches:
-    """Per-epoch shuffled mini-batches of row positions for every fold (padded, masked)."""
+    """Per-epoch shuffled mini-batches of row positions for every fold (padded, masked).
+
+    Iterating yields ONE item per epoch: the tuple of that epoch's [K, batch] position tensors,
+    so Lightning's per-step machinery runs once per epoch (see `VAEModule.training_step`).
+    """
 
     def __init__(self, counts: Tensor, batch_size: int, seed: int) -> None:
         self.counts = counts
@@ -90,15 +94,18 @@ class FoldBatches:
         self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return math.ceil(self.n_max / self.batch_size)
+        return 1
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def epoch(self) -> tuple[Tensor, ...]:
+        """A fresh shuffle of every fold's rows, split into mini-batches."""
         k = len(self.counts)
         keys = torch.rand(k, self.n_max, generator=self.gen)
         keys[torch.arange(self.n_max)[None, :] >= self.counts[:, None]] = 2.0  # padding last
         perm = keys.argsort(dim=1)
-        for start in range(0, self.n_max, self.batch_size):
-            yield perm[:, start : start + self.batch_size]
+        return tuple(perm[:, start : start + self.batch_size] for start in range(0, self.n_max, self.batch_size))
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        yield self.epoch()
 
 
 class VAEModule(L.LightningModule):
@@ -129,6 +136,7 @@ class VAEModule(L.LightningModule):
         self._epoch_kld = torch.zeros(k)
         self.batches = FoldBatches(counts, batch_size, seed)
         self.seed = seed
+        self.automatic_optimization = False
 
     @property
     def n_folds(self) -> int:
@@ -137,7 +145,9 @@ class VAEModule(L.LightningModule):
     def train_dataloader(self) -> FoldBatches:
         return self.batches
 
-    def training_step(self, positions: Tensor, batch_idx: int) -> Tensor:
+    def batch_loss(self, positions: Tensor) -> Tensor:
+        """Summed (over folds) sum-MSE reconstruction + beta * KLD of one mini-batch; accumulates
+        each fold's epoch losses."""
         valid = (positions < self.counts[:, None]).unsqueeze(-1).to(self.data.dtype)
         x = torch.gather(self.data, 1, positions.unsqueeze(-1).expand(-1, -1, self.data.shape[2]))
         x_hat, mu, logvar = self.vae(x)
@@ -146,6 +156,17 @@ class VAEModule(L.LightningModule):
         self._epoch_recon += recon.detach()
         self._epoch_kld += kld.detach()
         return (recon + self.hparams.beta * kld).sum()
+
+    def training_step(self, batches: tuple[Tensor, ...], batch_idx: int) -> None:
+        """One epoch: an Adam step per mini-batch (manual optimisation). The tiny models are
+        overhead-bound, so Lightning's per-step hooks run once per epoch instead of per batch;
+        the arithmetic is the same as automatic optimisation, step for step."""
+        opt = self.optimizers()
+        for positions in batches:
+            loss = self.batch_loss(positions)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
 
     def on_train_epoch_end(self) -> None:
         n = self.counts.to(self.data.dtype)
