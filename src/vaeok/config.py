@@ -100,6 +100,7 @@ class TrackingConfig:
     artifact_root: str = "mlruns/artifacts"
     experiment: str = "vaeok"
     log_figures: bool = True
+    loss_log_every: int = 1
 
 
 @dataclass

@@ -55,12 +55,15 @@ def run_tags(cfg: DictConfig, data: Dataset) -> dict[str, str]:
 def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) -> None:
     """Params, metrics, per-epoch losses, config, predictions and figures of one evaluation."""
     params = {k: v for k, v in flatten(cfg).items() if not k.startswith(_DUPLICATE_PARAM_PREFIXES)}
-    series: dict[str, list[float]] = {}
+    series: dict[str, list[tuple[int, float]]] = {}
     if result.loss_history:
+        every = max(1, int(cfg.tracking.loss_log_every))
         for key, arr in result.loss_history.items():
-            series[f"train/{key}"] = arr.mean(axis=1).tolist()
-    for _epoch, value in result.intermediate:
-        series.setdefault(f"{result.objective_key}_intermediate", []).append(value)
+            curve = arr.mean(axis=1)
+            steps = sorted({*range(1, len(curve) + 1, every), len(curve)})  # always the last epoch
+            series[f"train/{key}"] = [(e, float(curve[e - 1])) for e in steps]
+    for epoch, value in result.intermediate:
+        series.setdefault(f"{result.objective_key}_intermediate", []).append((epoch, value))
     metrics = dict(result.metrics)
     for fm in result.fold_metrics:
         metrics[f"fold/r{fm['repeat']}f{fm['fold']}/r2"] = fm["r2"]

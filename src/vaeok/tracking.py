@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -103,13 +103,14 @@ def _end(tag: str, state: str, status: str) -> None:
 
 
 def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,
-              tags: Mapping[str, str] | None = None, series: Mapping[str, list[float]] | None = None) -> None:
-    """Log scalars, params, tags and per-step series in as few requests as MLflow allows."""
+              tags: Mapping[str, str] | None = None,
+              series: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> None:
+    """Log scalars, params, tags and (step, value) series in as few requests as MLflow allows."""
     client = MlflowClient()
     ts = _now_ms()
     ms = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()]
-    for key, values in (series or {}).items():
-        ms.extend(Metric(key, float(v), ts, step) for step, v in enumerate(values, start=1))
+    for key, points in (series or {}).items():
+        ms.extend(Metric(key, float(v), ts, int(step)) for step, v in points)
     ps = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
     tg = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
     for i in range(0, max(len(ms), 1), MAX_METRICS_PER_BATCH):
