@@ -142,7 +142,9 @@ def main() -> None:
         add("harness warm eval_every=200", lambda: evaluation.evaluate(cfg_int, data), True, ev_r2)
 
     # MLflow: the store lives in the temp cwd.
-    ml_off = load_config(["tracking.log_figures=false"])
+    from vaeok.sweep import TRIAL_DEFAULTS
+
+    ml_off = load_config(list(TRIAL_DEFAULTS))  # what a sweep trial logs
     ml_on = load_config(["tracking.log_figures=true"])
     add("run_experiment first (new store)", lambda: run_experiment(ml_off), r2_of=lambda o: o.result.objective)
     for _ in range(args.repeats):
