@@ -61,12 +61,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def resolve_spec(spec: str) -> str:
-    """A spec path as given, else under ./sweeps, else under the checkout's sweeps/."""
+    """A spec path as given, else under ./sweeps, next to the config dir, or in the checkout's sweeps/."""
     from pathlib import Path
 
     from vaeok.config import config_dir
 
-    for cand in (Path(spec), Path("sweeps") / spec, config_dir().parent / spec, config_dir().parent / "sweeps" / spec):
+    checkout = Path(__file__).resolve().parents[2]  # editable install: the repository root
+    roots = (Path("."), Path("sweeps"), config_dir().parent, config_dir().parent / "sweeps", checkout,
+             checkout / "sweeps")
+    for cand in (root / spec for root in roots):
         if cand.is_file():
             return str(cand)
         if cand.with_suffix(".yaml").is_file():
