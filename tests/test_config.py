@@ -51,3 +51,29 @@ def test_missing_config_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(tmp_path / "nope"))
     with pytest.raises(UserError, match="config directory"):
         load_config()
+
+
+@pytest.mark.parametrize("values", [
+    {"model.hidden": 72, "model.lr": 0.0097, "trainer.max_epochs": 300, "data.batch_size": 16},
+    {"model.activation": "tanh", "labeler.variogram": "gaussian", "seed": 3},
+    {"generator": "none", "model.hidden": 8},
+])
+def test_trial_config_equals_full_composition(values: dict) -> None:
+    from vaeok.config import load_trial_config, to_yaml
+    from vaeok.sweep_spec import override
+
+    base = ["experiment=smoke", "evaluation.eval_every_n_epochs=200"]
+    fast = load_trial_config(base, values)
+    full = load_config([*base, *(override(k, v) for k, v in values.items())])
+    assert to_yaml(fast) == to_yaml(full)
+    if "model.hidden" in values and "generator" not in values:
+        assert fast.generator.model.hidden == values["model.hidden"]  # interpolations follow
+
+
+def test_trial_config_rejects_bad_values() -> None:
+    from vaeok.config import load_trial_config
+
+    with pytest.raises(UserError, match="max_epochs"):
+        load_trial_config([], {"trainer.max_epochs": "abc"})
+    with pytest.raises(UserError, match="hidem"):
+        load_trial_config([], {"model.hidem": 3})

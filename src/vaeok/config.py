@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,14 @@ def config_dir() -> Path:
 
 def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose conf/config.yaml with Hydra overrides; raise UserError on any composition problem."""
+    cfg = _compose(tuple(overrides))
+    _resolve(cfg)
+    validate_config(cfg)
+    return cfg
+
+
+def _compose(overrides: tuple[str, ...]) -> DictConfig:
+    """Hydra composition (interpolations not yet resolved)."""
     register_configs()
     cdir = config_dir()
     if not (cdir / "config.yaml").is_file():
@@ -167,14 +176,53 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-        OmegaConf.resolve(cfg)
+            return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise UserError(f"bad config: {_one_line(exc)}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _resolve(cfg: DictConfig) -> None:
+    try:
+        OmegaConf.resolve(cfg)
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad config: {_one_line(exc)}") from None
+
+
+_BASE_CACHE: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+
+
+def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[str, Any]) -> DictConfig:
+    """`load_config([*base_overrides, *key=value])` for sampled leaf values, without re-composing.
+
+    Hydra composition costs ~0.13 s; a sweep composes its base overrides once per process and sets
+    each trial's sampled values on a copy of the typed, still-unresolved config (type-checked by
+    the structured schema), then resolves interpolations. Keys that select a config group
+    (e.g. `generator`) fall back to full composition. Equivalence is tested against load_config.
+    """
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    if any(k.split(".")[0] in groups and "." not in k for k in values):
+        from vaeok.sweep_spec import override
+
+        return load_config([*base_overrides, *(override(k, v) for k, v in values.items())])
+    key = (str(config_dir()), tuple(base_overrides))
+    if key not in _BASE_CACHE:
+        _BASE_CACHE[key] = _compose(tuple(base_overrides))
+    cfg = copy.deepcopy(_BASE_CACHE[key])
+    for k, v in values.items():
+        if OmegaConf.select(cfg, k, default=_MISSING) is _MISSING:
+            raise UserError(f"bad config: Key '{k}' not in config")
+        try:
+            OmegaConf.update(cfg, k, v, merge=True)
+        except OmegaConfBaseException as exc:
+            raise UserError(f"bad config: {k}={v!r}: {str(exc).splitlines()[0]}") from None
+    _resolve(cfg)
     validate_config(cfg)
     return cfg
+
+
+_MISSING = object()
 
 
 def validate_config(cfg: DictConfig) -> None:

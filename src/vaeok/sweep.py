@@ -25,7 +25,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from vaeok import tracking
-from vaeok.config import load_config, to_yaml
+from vaeok.config import load_config, load_trial_config, to_yaml
 from vaeok.errors import UserError
 from vaeok.run import run_experiment
 from vaeok.runtime import configure_runtime
@@ -203,9 +203,9 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
     def objective(trial: optuna.Trial) -> float | list[float]:
         sampled = {p.key: p.suggest(trial) for p in spec.space}
         overrides = [*spec.overrides, *base_overrides, *(override(k, v) for k, v in sampled.items())]
-        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("overrides", overrides)  # what promote / reproduction compose with Hydra
         try:
-            cfg = load_config(overrides)
+            cfg = load_trial_config([*spec.overrides, *base_overrides], sampled)
 
             def report(step: int, value: float) -> None:
                 trial.report(value, step)
