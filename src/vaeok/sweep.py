@@ -245,6 +245,9 @@ def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
     if max_retry <= 0:
         return
     retried = set(study.user_attrs.get("retried", []))
+    # trials of dead workers were already re-enqueued by Optuna's heartbeat callback
+    retried |= {t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False)
+                if "failed_trial" in t.system_attrs}
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if t.number in retried or not t.params:
             continue
