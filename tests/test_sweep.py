@@ -154,7 +154,8 @@ def test_interrupted_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     runs = _runs(tmp_path)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(children) == len(study.trials)  # one run per trial, none duplicated
-    assert len({r.data.tags["vaeok.trial"] for r in children}) == len(children)
+    with_runs = [t for t in study.trials if "mlflow_run_id" in t.user_attrs]  # Ctrl-C may precede the run
+    assert len(children) == len(with_runs)  # one run per trial, none duplicated
+    assert sorted(int(r.data.tags["vaeok.trial"]) for r in children) == sorted(t.number for t in with_runs)
     parents = [r for r in runs if r.data.tags.get("vaeok.role") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

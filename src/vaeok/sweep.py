@@ -181,14 +181,16 @@ def parent_run(study: optuna.Study, spec: StudySpec, base_overrides: list[str], 
 
 
 def reconcile_mlflow(study: optuna.Study) -> None:
-    """Trial runs whose Optuna trial ended (or died) must not stay RUNNING in MLflow."""
+    """Make MLflow agree with Optuna about failed trials: a trial that FAILED (e.g. its worker was
+    killed, possibly after its run ended but before Optuna heard the result) must not look
+    RUNNING or FINISHED in MLflow."""
     client = MlflowClient()
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         rid = t.user_attrs.get("mlflow_run_id")
         if not rid:
             continue
         try:
-            if client.get_run(rid).info.status == "RUNNING":
+            if client.get_run(rid).info.status in ("RUNNING", "FINISHED"):
                 client.set_tag(rid, tracking.STATE_TAG, "FAILED")
                 client.set_terminated(rid, "KILLED")
         except mlflow.exceptions.MlflowException:
