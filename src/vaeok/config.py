@@ -202,7 +202,7 @@ def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[
     (e.g. `generator`) fall back to full composition. Equivalence is tested against load_config.
     """
     groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
-    if any(k.split(".")[0] in groups and "." not in k for k in values):
+    if any(k in groups for k in values):  # a config-group choice needs real composition
         from vaeok.sweep_spec import override
 
         return load_config([*base_overrides, *(override(k, v) for k, v in values.items())])
