@@ -177,15 +177,19 @@ def fit_regressor(cfg: DictConfig, X: np.ndarray, y: np.ndarray, sample_weight: 
     return model.fit(X, y, **sample_weight_params(model, sample_weight))
 
 
-def fit_predict(cfg: DictConfig, train: TrainSet, virtual: VirtualSet, X_test: np.ndarray) -> np.ndarray:
-    """Fit the regressor on real+virtual training rows; predict X_test."""
+def augmented(cfg: DictConfig, train: TrainSet,
+              virtual: VirtualSet) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Real + labelled virtual rows and their sample weights (None = unweighted; real rows weigh 1)."""
     if not len(virtual.X):
-        return fit_regressor(cfg, train.X, train.y).predict(X_test)
-    X = np.vstack([train.X, virtual.X])
-    y = np.concatenate([train.y, virtual.y])
+        return train.X, train.y, None
     w = virtual_weights(cfg, virtual, train)
     sw = None if w is None else np.r_[np.ones(len(train.y)), w]
-    return fit_regressor(cfg, X, y, sw).predict(X_test)
+    return np.vstack([train.X, virtual.X]), np.concatenate([train.y, virtual.y]), sw
+
+
+def fit_predict(cfg: DictConfig, train: TrainSet, virtual: VirtualSet, X_test: np.ndarray) -> np.ndarray:
+    """Fit the regressor on real+virtual training rows; predict X_test."""
+    return fit_regressor(cfg, *augmented(cfg, train, virtual)).predict(X_test)
 
 
 def pooled_metrics(pred: pd.DataFrame, prefix: str) -> dict[str, float]:
@@ -225,11 +229,8 @@ def score_paper(cfg: DictConfig, dev: Dataset, virtual_sets: Sequence[VirtualSet
     then real+virtual rows are split together, so virtual rows reach the test folds."""
     train = TrainSet(dev.X, dev.y)
     virtual = label_virtual(cfg, virtual_sets[0], train)
-    X = np.vstack([dev.X, virtual.X])
-    y = np.concatenate([dev.y, virtual.y])
+    X, y, sw = augmented(cfg, train, virtual)
     is_virtual = np.r_[np.zeros(len(dev.X), bool), np.ones(len(virtual.X), bool)]
-    w = virtual_weights(cfg, virtual, train)
-    sw = None if w is None else np.r_[np.ones(len(dev.y)), w]
     ev = cfg.evaluation
     folds = inner_folds(len(X), "honest_kfold", ev.n_splits, ev.n_repeats, 0, cfg.seed)
     rows = []

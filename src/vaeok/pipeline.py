@@ -33,8 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 import vaeok
 from vaeok.data import Dataset
 from vaeok.errors import UserError
-from vaeok.evaluation import label_virtual, make_labeler, make_regressor
-from vaeok.generators.base import TrainSet, VirtualSet
+from vaeok.evaluation import augmented, fit_regressor, fitted_labeler, label_virtual
+from vaeok.generators.base import TrainSet
 from vaeok.generators.vae import StackedVAE, VAEGenerator, VAEModule
 from vaeok.kriging import OrdinaryKrigingLabeler
 
@@ -123,9 +123,8 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
         virtual = generator.generate([train], cfg.seed)[0]
     kriged = virtual.y is None and len(virtual.X) > 0
     virtual = label_virtual(cfg, virtual, train)
-    X, y = _augment(train, virtual)
-    regressor = make_regressor(cfg).fit(X, y)
-    labeler = make_labeler(cfg).fit(train.X, train.y) if kriged else None
+    regressor = fit_regressor(cfg, *augmented(cfg, train, virtual))  # weighted as in evaluation
+    labeler = fitted_labeler(cfg, train) if kriged else None  # the fit that labelled the virtual rows
     return FittedPipeline(
         feature_names=rows.feature_names,
         target_name=rows.target_name,
@@ -135,13 +134,6 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
         n_virtual=len(virtual.X),
         vae_state=vae_state,
     )
-
-
-def _augment(train: TrainSet, virtual: VirtualSet) -> tuple[np.ndarray, np.ndarray]:
-    """Real + virtual rows (as in `vaeok.evaluation.fit_predict`)."""
-    if not len(virtual.X):
-        return train.X, train.y
-    return np.vstack([train.X, virtual.X]), np.concatenate([train.y, virtual.y])
 
 
 def _vae_state(module: VAEModule, generator: VAEGenerator) -> dict[str, Any]:

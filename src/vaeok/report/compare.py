@@ -28,12 +28,12 @@ from vaeok.errors import UserError
 from vaeok.evaluation import (
     EvalResult,
     apply_variance_policy,
+    augmented,
     development_rows,
     fit_regressor,
     krige_labels,
     score_folds,
     score_paper,
-    virtual_weights,
 )
 from vaeok.generators.base import NoGenerator, TrainSet, VirtualSet
 from vaeok.metrics import METRICS
@@ -328,14 +328,7 @@ def _shap(base: DictConfig, cfgs: dict[str, DictConfig], generated: dict[str, Ge
     rcfg = with_regressor(cfg, node)
     train = TrainSet(dev.X, dev.y)
     virtual = apply_variance_policy(rcfg, take(generated_g.dev, generated_g.n_main))
-    if len(virtual.X):
-        X = np.vstack([dev.X, virtual.X])
-        y = np.concatenate([dev.y, virtual.y])
-        w = virtual_weights(rcfg, virtual, train)
-        sw = None if w is None else np.r_[np.ones(dev.n_rows), w]
-    else:
-        X, y, sw = dev.X, dev.y, None
-    model = fit_regressor(rcfg, X, y, sw)
+    model = fit_regressor(rcfg, *augmented(rcfg, train, virtual))
     rng = np.random.default_rng(base.seed)
     idx = rng.permutation(dev.n_rows)[: int(cmp.shap_max_rows)]
     log(f"[compare] SHAP of {cmp.shap_regressor} trained on real + {len(virtual.X)} {g} rows")
