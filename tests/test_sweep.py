@@ -127,18 +127,19 @@ def test_interrupted_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     spec = _spec(tmp_path, name="r").read_text().replace("n_trials: 3", "n_trials: 4")
     (tmp_path / "r.yaml").write_text(spec)
     cmd = [sys.executable, "-m", "vaeok.cli", "sweep", "--spec", "r.yaml", "--no-progress",
-           *TINY, "trainer.max_epochs=40"]
+           *TINY, "trainer.max_epochs=400"]  # trials of ~1-2 s: wide enough to catch one RUNNING
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     storage = _storage(tmp_path)
     deadline = time.time() + 240
     while time.time() < deadline:
-        time.sleep(1.0)
+        time.sleep(0.25)
         try:
             trials = optuna.load_study(study_name="r", storage=storage).trials
         except Exception:
             continue
-        if any(t.state == TrialState.COMPLETE for t in trials) and trials[-1].state == TrialState.RUNNING:
+        states = [t.state for t in trials]
+        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
             break
     os.kill(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=120)

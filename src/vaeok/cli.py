@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from vaeok.sweep import SweepOptions, run_sweep
+    from vaeok.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
     from vaeok.sweep_report import format_top
     from vaeok.sweep_spec import load_spec
 
@@ -56,7 +56,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(format_top(study, spec))
     print("\ncompare them in the MLflow UI:  vaeok ui   (filter: tags.`vaeok.study` = '"
           f"{study.study_name}')")
-    print(f"study dashboard:  optuna-dashboard {args.storage or 'sqlite:///mlruns/optuna.db'}")
+    print(f"study dashboard:  optuna-dashboard {args.storage or DEFAULT_STORAGE}")
     return 0
 
 

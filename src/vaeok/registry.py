@@ -37,8 +37,9 @@ from vaeok.metrics import METRICS, regression_metrics
 from vaeok.pipeline import fit_pipeline, log_pipeline
 from vaeok.runtime import configure_runtime
 from vaeok.splits import holdout_split
+from vaeok.sweep import DEFAULT_STORAGE
+from vaeok.sweep_report import top_trials
 
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HIGHER_IS_BETTER = {"r2": True, "rmse": False, "mae": False, "mape": False}
@@ -116,11 +117,8 @@ def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: in
             raise UserError(f"study '{study_name}': trial {trial_number} is not a completed trial "
                             f"(completed: {numbers})")
         trial = match[0]
-    elif len(study.directions) == 1:
-        trial = study.best_trial
-    else:  # multi-objective: the Pareto trial best on the first objective
-        first_max = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-        trial = sorted(study.best_trials, key=lambda t: t.values[0], reverse=first_max)[0]
+    else:  # the study's best (multi-objective: the Pareto trial best on the first objective)
+        trial = top_trials(study, 1)[0]
     base = study.user_attrs.get("base_overrides") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise UserError(f"study '{study_name}': user_attrs['base_overrides'] must be a list of strings")

@@ -474,12 +474,3 @@ def _install_sigterm():
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, handler)
-
-
-def top_trials(study: optuna.Study, spec: StudySpec, k: int = 10) -> list[FrozenTrial]:
-    """Best finished trials (single objective: by value; multi: the Pareto front)."""
-    if spec.multi_objective:
-        return list(study.best_trials)[:k]
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    sign = -1 if spec.directions[0] == "maximize" else 1
-    return sorted(done, key=lambda t: sign * t.value)[:k]

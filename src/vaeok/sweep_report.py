@@ -18,6 +18,16 @@ from vaeok.config import load_config, to_yaml
 from vaeok.sweep_spec import StudySpec
 
 
+def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
+    """Best completed trials: by value; for several objectives the Pareto front ordered by the first
+    objective (so `top_trials(study, 1)` is the trial best_config.yaml and `vaeok promote` use)."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.values[0], reverse=maximize)[:k]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(done, key=lambda t: t.value, reverse=maximize)[:k]
+
+
 def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     """One row per trial: number, state, objective value(s), params, duration, MLflow run id."""
     rows = []
@@ -35,9 +45,7 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
 
 def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
     """Console table of the best finished trials."""
-    from vaeok.sweep import top_trials
-
-    top = top_trials(study, spec, k)
+    top = top_trials(study, k)
     if not top:
         return "no completed trials"
     df = trials_frame(study, spec)
@@ -49,9 +57,7 @@ def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
 
 def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
     """The fully resolved config of the best trial (first Pareto trial if multi-objective)."""
-    from vaeok.sweep import top_trials
-
-    top = top_trials(study, spec, 1)
+    top = top_trials(study, 1)
     if not top:
         return None
     return to_yaml(load_config(top[0].user_attrs["overrides"]))
