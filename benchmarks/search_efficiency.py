@@ -37,7 +37,7 @@ def main() -> None:
     from vaeok.evaluation import evaluate
     from vaeok.runtime import configure_runtime
     from vaeok.sweep import enqueue_one_at_a_time, make_pruner, make_sampler
-    from vaeok.sweep_spec import load_spec, override
+    from vaeok.sweep_spec import load_spec, override, sample
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     base = ["tracking.enabled=false", *args.overrides]
@@ -47,7 +47,7 @@ def main() -> None:
 
     def objective_for(spec, prune: bool):
         def objective(trial: optuna.Trial) -> float:
-            sampled = {p.key: p.suggest(trial) for p in spec.space}
+            sampled = sample(spec.space, trial)
             ov = [*spec.overrides, *base, *(override(k, v) for k, v in sampled.items())]
             cfg = load_config(ov)
 

@@ -21,11 +21,11 @@ from vaeok.registry import (
     CHAMPION,
     config_from_run,
     config_hash,
-    format_override_value,
     load_trial,
 )
 from vaeok.run import run_experiment
 from vaeok.server import ui_command
+from vaeok.sweep_spec import override_value
 from vaeok.tracking import resolve_uri
 
 from .conftest import cli_env
@@ -167,9 +167,9 @@ def test_load_trial_errors() -> None:
         load_trial("fake", STORAGE, 7)
 
 
-def test_format_override_value() -> None:
-    assert [format_override_value(v) for v in (True, 3, 0.002, "relu", None)] == ["true", "3", "0.002", "relu", "null"]
-    assert format_override_value("a b") == "'a b'"
+def test_override_value() -> None:
+    assert [override_value(v) for v in (True, 3, 0.002, "relu", None)] == ["true", "3", "0.002", "relu", "null"]
+    assert override_value("a b") == "'a b'"
 
 
 @pytest.mark.parametrize("case", ["unknown", "empty"])

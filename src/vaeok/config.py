@@ -72,6 +72,7 @@ class LabelerConfig:
         default_factory=lambda: ["linear", "power", "gaussian", "spherical", "exponential"]
     )
     nugget: float | None = None
+    nugget_fraction: float | None = None
     backend: str = "auto"
     exact: bool = True
     max_points: int | None = None
@@ -194,23 +195,24 @@ _BASE_CACHE: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
 
 
 def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[str, Any]) -> DictConfig:
-    """`load_config([*base_overrides, *key=value])` for sampled leaf values, without re-composing.
+    """`load_config([*base_overrides, *key=value])` for sampled values, composing as little as possible.
 
-    Hydra composition costs ~0.13 s; a sweep composes its base overrides once per process and sets
-    each trial's sampled values on a copy of the typed, still-unresolved config (type-checked by
-    the structured schema), then resolves interpolations. Keys that select a config group
-    (e.g. `generator`) fall back to full composition. Equivalence is tested against load_config.
+    Hydra composition costs ~0.13 s; a sweep composes each combination of base overrides and
+    config-group choices (e.g. `generator=vae_ok`) once per process and sets the trial's sampled
+    leaf values on a copy of that typed, still-unresolved config (type-checked by the structured
+    schema), then resolves interpolations. Equivalence is tested against load_config.
     """
-    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
-    if any(k in groups for k in values):  # a config-group choice needs real composition
-        from vaeok.sweep_spec import override
+    from vaeok.sweep_spec import override
 
-        return load_config([*base_overrides, *(override(k, v) for k, v in values.items())])
-    key = (str(config_dir()), tuple(base_overrides))
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    choices = tuple(override(k, v) for k, v in values.items() if k in groups)
+    key = (str(config_dir()), (*base_overrides, *choices))
     if key not in _BASE_CACHE:
-        _BASE_CACHE[key] = _compose(tuple(base_overrides))
+        _BASE_CACHE[key] = _compose(key[1])
     cfg = copy.deepcopy(_BASE_CACHE[key])
     for k, v in values.items():
+        if k in groups:
+            continue
         if OmegaConf.select(cfg, k, default=_MISSING) is _MISSING:
             raise UserError(f"bad config: Key '{k}' not in config")
         try:

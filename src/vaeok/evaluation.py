@@ -71,6 +71,7 @@ def make_labeler(cfg: DictConfig) -> OrdinaryKrigingLabeler:
         variogram=lab.variogram,
         candidates=list(lab.candidates),
         nugget=lab.nugget,
+        nugget_fraction=lab.nugget_fraction,
         backend=lab.backend,
         exact=lab.exact,
         max_points=lab.max_points,

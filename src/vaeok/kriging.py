@@ -47,6 +47,7 @@ class OrdinaryKrigingLabeler:
         variogram: str = "auto",
         candidates: tuple[str, ...] | list[str] = tuple(VARIOGRAM_MODELS),
         nugget: float | None = None,
+        nugget_fraction: float | None = None,
         backend: str = "auto",
         exact: bool = True,
         max_points: int | None = None,
@@ -63,9 +64,14 @@ class OrdinaryKrigingLabeler:
             raise UserError(f"labeler.backend must be one of {BACKENDS}, got '{backend}'")
         if nugget is not None and nugget < 0:
             raise UserError(f"labeler.nugget must be >= 0, got {nugget}")
+        if nugget_fraction is not None and not 0 <= nugget_fraction <= 1:
+            raise UserError(f"labeler.nugget_fraction must be in [0, 1], got {nugget_fraction}")
+        if nugget is not None and nugget_fraction is not None:
+            raise UserError("set labeler.nugget or labeler.nugget_fraction, not both")
         self.variogram = variogram
         self.candidates = tuple(candidates)
         self.nugget = nugget
+        self.nugget_fraction = nugget_fraction
         self.backend = backend
         self.exact = exact
         self.max_points = max_points
@@ -122,8 +128,9 @@ class OrdinaryKrigingLabeler:
         model.set_arg_bounds(len_scale=[1e-3 * dmax, 5 * dmax], var=[0.0, 10 * vy], nugget=[0.0, 10 * vy])
         guess: dict = {"len_scale": dmax / 4, "var": max(0.8 * float(g.max()), 1e-9)}
         kwargs: dict = {"loss": "linear", "max_eval": 2000}
-        if self.nugget is not None:
-            model.nugget = self.nugget
+        nugget = self.nugget if self.nugget_fraction is None else self.nugget_fraction * float(np.var(self.y_))
+        if nugget is not None:
+            model.nugget = nugget
             kwargs["nugget"] = False
         else:
             guess["nugget"] = 0.5 * float(g.min())
@@ -186,7 +193,9 @@ class OrdinaryKrigingLabeler:
             ok = OrdinaryKriging(*cols, self.y_, **common)
         else:
             ok = OrdinaryKriging3D(*cols, self.y_, **common)
-        mean, var = ok.execute("points", *pts)
+        with warnings.catch_warnings():  # pykrige takes sqrt of tiny negative variances (clipped below)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, var = ok.execute("points", *pts)
         return np.asarray(mean), np.asarray(var)
 
 

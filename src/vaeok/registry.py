@@ -39,6 +39,7 @@ from vaeok.runtime import configure_runtime
 from vaeok.splits import holdout_split
 from vaeok.sweep import DEFAULT_STORAGE
 from vaeok.sweep_report import top_trials
+from vaeok.sweep_spec import override
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -67,21 +68,7 @@ class TrialChoice:
     @property
     def overrides(self) -> list[str]:
         """Base overrides of the study followed by the trial's sampled values."""
-        return [*self.base_overrides, *(f"{k}={format_override_value(v)}" for k, v in self.params.items())]
-
-
-def format_override_value(value: Any) -> str:
-    """A Python value as a Hydra override value (bools lower-case, strings quoted when needed)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.fullmatch(r"[A-Za-z0-9_./:-]+", text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return [*self.base_overrides, *(override(k, v) for k, v in self.params.items())]
 
 
 def _check_storage(storage: str) -> None:

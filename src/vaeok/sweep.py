@@ -24,12 +24,12 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from vaeok import tracking
+from vaeok import baseline, tracking
 from vaeok.config import load_config, load_trial_config, to_yaml
 from vaeok.errors import UserError
 from vaeok.run import run_experiment
 from vaeok.runtime import configure_runtime
-from vaeok.sweep_spec import StudySpec, check_keys, override
+from vaeok.sweep_spec import StudySpec, check_keys, override, sample
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -135,6 +135,9 @@ def open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -
         study.set_user_attr("base_overrides", [*spec.overrides, *base_overrides])
         if spec.sampler["type"] == "one_at_a_time":
             enqueue_one_at_a_time(study, spec, base_overrides)
+        else:
+            notes = baseline.enqueue_references(study, spec, base_overrides)
+            study.set_user_attr("reference_notes", notes)
     return study
 
 
@@ -203,9 +206,10 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
     prune = not spec.multi_objective and spec.pruner["type"] != "none"
 
     def objective(trial: optuna.Trial) -> float | list[float]:
-        sampled = {p.key: p.suggest(trial) for p in spec.space}
+        sampled = sample(spec.space, trial)
         overrides = [*spec.overrides, *base_overrides, *(override(k, v) for k, v in sampled.items())]
         trial.set_user_attr("overrides", overrides)  # what promote / reproduction compose with Hydra
+        role = trial.user_attrs.get(baseline.ROLE)
         try:
             cfg = load_trial_config([*spec.overrides, *base_overrides], sampled)
 
@@ -216,14 +220,15 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
 
             outcome = run_experiment(
                 cfg, report=report if prune else None, parent_run_id=parent_id,
-                extra_tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number)},
+                extra_tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number),
+                            **({baseline.ROLE: role} if role else {})},
                 name=f"{trial.study.study_name}-t{trial.number:03d}", pruned=(optuna.TrialPruned,),
                 on_start=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
             )
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            trial.set_user_attr("error", reason(exc))
             raise
         metrics = outcome.result.metrics
         missing = [m for m in spec.metrics if m not in metrics]
@@ -234,6 +239,12 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
         return values if spec.multi_objective else values[0]
 
     return objective
+
+
+def reason(exc: BaseException) -> str:
+    """One-line `Type: first line of message` of an exception (recorded as a trial's error)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -257,7 +268,10 @@ def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
         attempt = t.user_attrs.get("retry_attempt", 0) + 1
         retried.add(t.number)
         if attempt <= max_retry:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": origin, "retry_attempt": attempt})
+            attrs = {"retry_of": origin, "retry_attempt": attempt}
+            if baseline.ROLE in t.user_attrs:
+                attrs[baseline.ROLE] = t.user_attrs[baseline.ROLE]
+            study.enqueue_trial(t.params, user_attrs=attrs)
     study.set_user_attr("retried", sorted(retried))
 
 
@@ -288,7 +302,32 @@ def prepare(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -> P
     exp_id = tracking.setup(base_cfg.tracking)
     parent_id = parent_run(study, spec, base_overrides, exp_id)
     reconcile_mlflow(study)
-    return Prepared(spec, list(base_overrides), study, parent_id, base_cfg.torch_threads)
+    prep = Prepared(spec, list(base_overrides), study, parent_id, base_cfg.torch_threads)
+    if not baseline.searches_baseline(spec):
+        run_baseline(prep, SlotLock(opts.storage or DEFAULT_STORAGE, study.study_name))
+    return prep
+
+
+def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = print) -> None:
+    """Evaluate the no-augmentation baseline once per study as its own MLflow run (for specs that
+    do not search `generator`); its metrics are kept in the study's user attributes."""
+    study = prep.study
+    lock.acquire()  # other workers of a distributed study must not run it too
+    try:
+        if baseline.BASELINE_ATTR in study.user_attrs:
+            return
+        name = study.study_name
+        try:
+            cfg = load_config(baseline.baseline_overrides(prep.spec, prep.base_overrides))
+            outcome = run_experiment(cfg, parent_run_id=prep.parent_id, name=f"{name}-baseline",
+                                     extra_tags={STUDY_TAG: name, baseline.ROLE: baseline.BASELINE})
+        except Exception as exc:  # the sweep goes on without a baseline; the next session retries
+            log(f"baseline (generator=none) FAILED: {reason(exc)}")
+            return
+        metrics = {k: v for k, v in outcome.result.metrics.items() if k.count("/") == 1}
+        study.set_user_attr(baseline.BASELINE_ATTR, {"metrics": metrics, "mlflow_run_id": outcome.run_id})
+    finally:
+        lock.release()
 
 
 def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
@@ -444,11 +483,14 @@ def _finish_parent(study: optuna.Study, spec: StudySpec, parent_id: str, status:
 
 
 def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
+    from vaeok.sweep_report import top_trials
+
     states = {s.name: count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     metrics = {f"trials/{k.lower()}": float(v) for k, v in states.items()}
-    if not spec.multi_objective and states["COMPLETE"]:
-        metrics[f"best/{spec.metrics[0]}"] = float(study.best_value)
-        MlflowClient().set_tag(parent_id, "best_trial", str(study.best_trial.number))
+    top = top_trials(study, 1) if states["COMPLETE"] else []
+    metrics.update(baseline.summary_metrics(study, spec, top[0] if top else None))
+    if top:
+        MlflowClient().set_tag(parent_id, "best_trial", str(top[0].number))
     tracking.log_batch(parent_id, metrics=metrics)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from vaeok import baseline
 from vaeok.config import load_config, to_yaml
 from vaeok.sweep_spec import StudySpec
 
@@ -29,13 +30,13 @@ def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTria
 
 
 def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
-    """One row per trial: number, state, objective value(s), params, duration, MLflow run id."""
+    """One row per trial: number, role, state, objective value(s), params, duration, MLflow run id."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row = {"trial": t.number, "state": t.state.name}
+        row = {"trial": t.number, "role": t.user_attrs.get(baseline.ROLE, ""), "state": t.state.name}
         values = t.values or [None] * len(spec.metrics)
         row.update({m: v for m, v in zip(spec.metrics, values)})
-        row.update({k: v for k, v in t.params.items()})
+        row.update({k: "null" if v is None else v for k, v in t.params.items()})
         row["seconds"] = t.duration.total_seconds() if t.duration else None
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id")
         row["error"] = t.user_attrs.get("error")
@@ -44,15 +45,32 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
 
 
 def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
-    """Console table of the best finished trials."""
+    """Console table of the best finished trials, then the baseline and paper-default rows (if not
+    among them) and the best trial's gain over the baseline."""
     top = top_trials(study, k)
     if not top:
         return "no completed trials"
-    df = trials_frame(study, spec)
-    df = df.set_index("trial").loc[[t.number for t in top]]
-    cols = [*spec.metrics, *[p.key for p in spec.space], "seconds"]
-    df = df[[c for c in cols if c in df.columns]]
-    return df.to_string(float_format=lambda v: f"{v:.4g}")
+    df = trials_frame(study, spec).set_index("trial")
+    refs = baseline.references(study, spec)
+    shown = [t.number for t in top]
+    shown += [r.trial for r in refs.values() if r.trial is not None and r.trial not in shown]
+    df = df.loc[shown]
+    df.index = df.index.astype(str)
+    sep = refs.get(baseline.BASELINE)
+    if sep is not None and sep.trial is None:  # run outside the search space
+        row = pd.DataFrame([{"role": "baseline (generator=none, own run)",
+                             **dict(zip(spec.metrics, sep.values))}], index=["-"])
+        df = pd.concat([df, row])
+    cols = ["role", *spec.metrics, *[p.key for p in spec.space], "seconds"]
+    df = df[[c for c in cols if c in df.columns]].fillna("")
+    df.index.name = "trial"
+    text = df.to_string(float_format=lambda v: f"{v:.4g}")
+    gain = baseline.summary_metrics(study, spec, top[0]).get("gain_over_baseline")
+    if gain is not None:
+        verdict = "better than" if gain > 0 else ("no better than" if gain == 0 else "WORSE than")
+        text += (f"\nbest trial {top[0].number} is {verdict} the no-augmentation baseline: "
+                 f"gain over baseline {gain:+.4f} ({spec.metrics[0]})")
+    return text
 
 
 def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:

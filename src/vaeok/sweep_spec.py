@@ -6,6 +6,12 @@ Search-space entries use a compact syntax over any config key, for example::
     model.lr: float 1e-3..1e-2 log
     data.batch_size: categorical [16, 32, 64, 128]
     model.hidden: int 8..128
+    generator: categorical [none, vae_ok]
+    generator.n_virtual: int 0..2000 step 100 if generator=vae_ok
+
+A trailing ``if <key>=<value>[|<value>...]`` (mapping form: ``when: {key: [values]}``) makes a
+parameter conditional: it is sampled only when an earlier searched key has one of those values,
+and otherwise keeps its config default (Optuna's define-by-run conditional spaces).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ _RANGE = re.compile(
     r"^(int|float)\s+(\S+?)\s*\.\.\s*(\S+?)(?:\s+step\s+(\S+))?(\s+log)?\s*$"
 )
 _CATEGORICAL = re.compile(r"^categorical\s+(\[.*\])\s*$")
+_CONDITION = re.compile(r"^(.*?)\s+if\s+([\w.]+)\s*=\s*(\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class Param:
     step: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    when: tuple[str, tuple[Any, ...]] | None = None  # (key, values): sampled only if key has one of values
+
+    def active(self, sampled: dict[str, Any]) -> bool:
+        """Whether this parameter is searched given the values sampled so far."""
+        return self.when is None or sampled.get(self.when[0], _UNSET) in self.when[1]
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """Draw this parameter from a trial."""
@@ -88,11 +100,22 @@ class StudySpec:
         }
 
 
+_UNSET = object()
+
+
 def parse_param(key: str, value: Any) -> Param:
     """Parse one search-space entry (compact string or mapping); raise UserError naming the key."""
     where = f"sweep space '{key}'"
+    when = None
     if isinstance(value, list):
         value = {"type": "categorical", "choices": value}
+    if isinstance(value, str):
+        cond = _CONDITION.match(value.strip())
+        if cond:
+            value = cond.group(1)
+            when = (cond.group(2), tuple(yaml.safe_load(v) for v in cond.group(3).split("|")))
+    if isinstance(value, dict) and "when" in value:
+        when = _parse_when(where, value.get("when"))
     if isinstance(value, str):
         m = _CATEGORICAL.match(value.strip())
         if m:
@@ -115,7 +138,7 @@ def parse_param(key: str, value: Any) -> Param:
         choices = value.get("choices")
         if not isinstance(choices, list) or not choices:
             raise UserError(f"{where}: categorical needs a non-empty list of choices")
-        return Param(key, "categorical", choices=tuple(choices))
+        return Param(key, "categorical", choices=tuple(choices), when=when)
     if kind not in ("int", "float"):
         raise UserError(f"{where}: type must be int, float or categorical, got '{kind}'")
     try:
@@ -134,7 +157,41 @@ def parse_param(key: str, value: Any) -> Param:
         raise UserError(f"{where}: use either 'step' or 'log', not both")
     if kind == "int" and not (low.is_integer() and high.is_integer() and (step is None or step.is_integer())):
         raise UserError(f"{where}: int ranges need integer bounds and step")
-    return Param(key, kind, low, high, step, log)
+    return Param(key, kind, low, high, step, log, when=when)
+
+
+def sample(space: list[Param], trial: optuna.Trial) -> dict[str, Any]:
+    """Draw the active parameters of a space from a trial, in order (conditions see earlier draws)."""
+    sampled: dict[str, Any] = {}
+    for p in space:
+        if p.active(sampled):
+            sampled[p.key] = p.suggest(trial)
+    return sampled
+
+
+def _parse_when(where: str, when: Any) -> tuple[str, tuple[Any, ...]]:
+    """`when: {key: value or [values]}` -> (key, values)."""
+    if not isinstance(when, dict) or len(when) != 1:
+        raise UserError(f"{where}: 'when' must map one earlier searched key to a value or list of values")
+    (k, v), = when.items()
+    return str(k), tuple(v) if isinstance(v, list) else (v,)
+
+
+def _check_conditions(p: Path, space: list[Param]) -> None:
+    """A condition must refer to an EARLIER categorical key and to values among its choices."""
+    seen: dict[str, Param] = {}
+    for param in space:
+        if param.when is not None:
+            key, values = param.when
+            ref = seen.get(key)
+            if ref is None or ref.kind != "categorical":
+                raise UserError(f"{p}: sweep space '{param.key}': condition on '{key}', which is not an earlier "
+                                "categorical key of the space")
+            bad = [v for v in values if v not in ref.choices]
+            if bad:
+                raise UserError(f"{p}: sweep space '{param.key}': condition value(s) {bad} are not choices of "
+                                f"'{key}' {list(ref.choices)}")
+        seen[param.key] = param
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -173,8 +230,10 @@ def load_spec(path: str | Path) -> StudySpec:
     overrides = raw.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UserError(f"{p}: overrides must be a list of 'key=value' strings")
+    space = [parse_param(str(k), v) for k, v in space_raw.items()]
+    _check_conditions(p, space)
     return StudySpec(
-        name=str(raw.get("name", p.stem)), space=[parse_param(k, v) for k, v in space_raw.items()],
+        name=str(raw.get("name", p.stem)), space=space,
         directions=directions, metrics=metrics, sampler=sampler, pruner=pruner, n_trials=n_trials,
         timeout=raw.get("timeout"), overrides=list(overrides), source=str(p),
     )
@@ -184,28 +243,39 @@ def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
     """Fail before any trial if a searched key is not in the config, or a value does not compose."""
     from vaeok.config import load_config
 
-    cfg = load_config([*spec.overrides, *base_overrides])
     for param in spec.space:
+        context = [*spec.overrides, *base_overrides]
+        if param.when is not None:  # probe under the condition (e.g. keys of one generator only)
+            context.append(override(param.when[0], param.when[1][0]))
+        cfg = load_config(context)
         if OmegaConf.select(cfg, param.key, default="__missing__") == "__missing__":
             raise UserError(f"sweep space '{param.key}': no such config key")
         probes = list(param.choices) if param.kind == "categorical" else [param.low, param.high]
         for v in probes:
             value = int(v) if param.kind == "int" else v
             try:
-                load_config([*spec.overrides, *base_overrides, override(param.key, value)])
+                load_config([*context, override(param.key, value)])
             except UserError as exc:
                 raise UserError(f"sweep space '{param.key}' value {value!r}: {exc}") from None
 
 
 def override(key: str, value: Any) -> str:
-    """A Hydra override string for a sampled value."""
-    if isinstance(value, str):
-        return f"{key}={value}"
+    """A Hydra override string `key=value` for a Python value."""
+    return f"{key}={override_value(value)}"
+
+
+def override_value(value: Any) -> str:
+    """A Python value as a Hydra override value (null, lower-case bools, strings quoted when needed)."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
-        return f"{key}={str(value).lower()}"
-    if isinstance(value, float):
-        return f"{key}={value!r}"
-    return f"{key}={value}"
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_./:-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _as_list(v: Any) -> list[str]:
@@ -221,10 +291,13 @@ def _typed(v: Any, what: str, allowed: tuple[str, ...], p: Path) -> dict[str, An
 
 def _describe(p: Param) -> str:
     if p.kind == "categorical":
-        return f"categorical {list(p.choices)}"
-    s = f"{p.kind} {p.low:g}..{p.high:g}"
-    if p.step:
-        s += f" step {p.step:g}"
-    if p.log:
-        s += " log"
+        s = f"categorical {list(p.choices)}"
+    else:
+        s = f"{p.kind} {p.low:g}..{p.high:g}"
+        if p.step:
+            s += f" step {p.step:g}"
+        if p.log:
+            s += " log"
+    if p.when is not None:
+        s += f" if {p.when[0]}=" + "|".join(map(str, p.when[1]))
     return s
