@@ -59,12 +59,15 @@ def make_study(name: str, trials: list[dict[str, Any]], base: list[str] | None =
 
 def build_promoted(workdir: Path, second: bool = True) -> dict[str, Any]:
     """In `workdir` (cwd must be it, VAEOK_CONFIG_DIR its conf copy): study 'tpe' with a good trial 0
-    and a bad trial 1 (2 trees), promote the best, then (if `second`) promote trial 1."""
+    and a bad trial 1 (2 trees), promote the best, then (if `second`) promote trial 1.
+
+    These seconds-long configs are no better than no augmentation on the holdout, so the first
+    promote overrides the baseline gate (tested on its own in test_baseline_gate.py)."""
     from vaeok.registry import promote
 
     study = make_study("tpe", [{"model.hidden": 16}, {"model.hidden": 8, "regressor.n_estimators": 2}])
-    first = promote("tpe", STORAGE, model_name="rubber")
+    first = promote("tpe", STORAGE, model_name="rubber", allow_worse_than_baseline=True)
     out: dict[str, Any] = {"workdir": workdir, "study": study, "first": first}
     if second:
-        out["second"] = promote("tpe", STORAGE, model_name="rubber", trial=1)
+        out["second"] = promote("tpe", STORAGE, model_name="rubber", trial=1, allow_worse_than_baseline=True)
     return out

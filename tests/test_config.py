@@ -57,6 +57,8 @@ def test_missing_config_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     {"model.hidden": 72, "model.lr": 0.0097, "trainer.max_epochs": 300, "data.batch_size": 16},
     {"model.activation": "tanh", "labeler.variogram": "gaussian", "seed": 3},
     {"generator": "none", "model.hidden": 8},
+    {"generator": "vae_ok", "generator.n_virtual": 300, "labeler.nugget_fraction": None, "model.lr": 0.004},
+    {"generator": "gmm_vsg", "generator.n_virtual": 200, "labeler.nugget_fraction": 0.2},
 ])
 def test_trial_config_equals_full_composition(values: dict) -> None:
     from vaeok.config import load_trial_config, to_yaml

@@ -66,3 +66,13 @@ def test_auto_fits_every_candidate_on_the_default_folds() -> None:
     for fold in inner_folds(dev.n_rows, "honest_kfold", 5, 1, 30, cfg.seed):
         lab = OrdinaryKrigingLabeler().fit(dev.X[fold.train], dev.y[fold.train])
         assert lab.fit_errors_ == {} and len(lab.loo_rmse_) == 5
+
+
+def test_nugget_fraction_is_relative_to_the_fold_target_variance() -> None:
+    d = rubber_surrogate()
+    lab = OrdinaryKrigingLabeler(variogram="gaussian", nugget_fraction=0.2).fit(d.X[:50], d.y[:50])
+    assert lab.model_.nugget == pytest.approx(0.2 * np.var(d.y[:50]))
+    with pytest.raises(UserError, match="not both"):
+        OrdinaryKrigingLabeler(nugget=1.0, nugget_fraction=0.1)
+    with pytest.raises(UserError, match="nugget_fraction"):
+        OrdinaryKrigingLabeler(nugget_fraction=1.5)

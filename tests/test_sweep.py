@@ -45,14 +45,23 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     runs = _runs(tmp_path)
     parents = [r for r in runs if r.data.tags.get("vaeok.role") == "study"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parents) == 1 and len(children) == 3
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") and "vaeok.trial" in r.data.tags]
+    baselines = [r for r in runs if r.data.tags.get("vaeok.role") == "baseline"]
+    assert len(parents) == 1 and len(children) == 3 and len(baselines) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.tags["vaeok.study"] == "t"
-    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in [*children, *baselines])
     assert {c.data.tags["vaeok.trial"] for c in children} == {"0", "1", "2"}
-    assert all(c.info.status == "FINISHED" and "val/r2" in c.data.metrics for c in children)
-    assert parent.data.metrics["best/val/r2"] == pytest.approx(study.best_value)
+    assert all(c.info.status == "FINISHED" and "val/r2" in c.data.metrics for c in [*children, *baselines])
+    # the space does not search `generator`: the baseline is its own run; the paper default
+    # (hidden 65) lies outside model.hidden 4..16, so it is not enqueued, and the study says so
+    assert baselines[0].data.params["generator.name"] == "none"
+    assert all("vaeok.role" not in t.user_attrs for t in study.trials)
+    assert any("paper_default" in n for n in study.user_attrs["reference_notes"])
+    m = parent.data.metrics
+    assert m["best/r2"] == pytest.approx(study.best_value)
+    assert m["baseline/r2"] == pytest.approx(baselines[0].data.metrics["val/r2"])
+    assert m["gain_over_baseline"] == pytest.approx(study.best_value - m["baseline/r2"])
     arts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
     assert {"best_config.yaml", "trials.csv", "spec.json", "base_config.yaml", "figures"} <= arts
     figs = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "figures")}

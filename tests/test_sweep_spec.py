@@ -83,3 +83,49 @@ def test_override_strings() -> None:
     assert override("model.lr", 0.002) == "model.lr=0.002"
     assert override("data.batch_size", 64) == "data.batch_size=64"
     assert override("model.activation", "tanh") == "model.activation=tanh"
+
+
+def test_conditional_entries() -> None:
+    p = parse_param("generator.n_virtual", "int 0..2000 step 100 if generator=vae_ok")
+    assert (p.kind, p.high, p.when) == ("int", 2000, ("generator", ("vae_ok",)))
+    assert p.active({"generator": "vae_ok"}) and not p.active({"generator": "none"}) and not p.active({})
+    q = parse_param("model.lr", {"type": "float", "low": 1e-3, "high": 1e-2, "when": {"generator": ["a", "b"]}})
+    assert q.when == ("generator", ("a", "b"))
+    r = parse_param("labeler.nugget_fraction", "categorical [null, 0.1] if generator=vae_ok|vae_vsg")
+    assert r.choices == (None, 0.1) and r.when == ("generator", ("vae_ok", "vae_vsg"))
+
+
+@pytest.mark.parametrize("space,match", [
+    ("  model.hidden: int 8..16 if generator=vae_ok\n  generator: categorical [none, vae_ok]\n",
+     "not an earlier categorical key"),
+    ("  model.lr: float 1e-3..1e-2\n  model.hidden: int 8..16 if model.lr=0.01\n", "not an earlier categorical"),
+    ("  generator: categorical [none, vae_ok]\n  model.hidden: int 8..16 if generator=gmm_vsg\n",
+     r"\['gmm_vsg'\] are not choices of 'generator'"),
+])
+def test_bad_conditions(tmp_path: Path, space: str, match: str) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\nspace:\n" + space)
+    with pytest.raises(UserError, match=match):
+        load_spec(p)
+
+
+def test_conditional_sampling_leaves_inactive_keys_out() -> None:
+    import optuna
+
+    from vaeok.sweep_spec import sample
+
+    spec = load_spec(REPO / "sweeps" / "tpe.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"generator": "none"})
+    study.enqueue_trial({"generator": "vae_ok"})
+    draws = [sample(spec.space, study.ask()) for _ in range(2)]
+    assert draws[0] == {"generator": "none"}
+    assert set(draws[1]) == {p.key for p in spec.space}
+
+
+def test_override_values_round_trip_through_hydra() -> None:
+    from vaeok.config import load_config
+
+    cfg = load_config([override("labeler.nugget_fraction", None), override("data.name", "a b"),
+                       override("tracking.log_figures", False)])
+    assert cfg.labeler.nugget_fraction is None and cfg.data.name == "a b" and cfg.tracking.log_figures is False

@@ -81,7 +81,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     from vaeok.registry import DEFAULT_STORAGE, promote
 
     result = promote(args.study, args.storage or DEFAULT_STORAGE, args.metric, args.model_name, args.trial,
-                     args.overrides)
+                     args.overrides, allow_worse_than_baseline=args.allow_worse_than_baseline)
     print("\n".join(result.summary()))
     return 0
 
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_pro.add_argument("--metric", default="r2", help="holdout metric deciding the champion: r2|rmse|mae|mape")
     p_pro.add_argument("--model-name", default=None, help="registered model name (default vaeok-<data.name>)")
     p_pro.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the best")
+    p_pro.add_argument("--allow-worse-than-baseline", action="store_true",
+                       help="let a candidate that is worse than the no-augmentation baseline on the holdout "
+                            "become champion (recorded in the version's tags)")
     p_pro.add_argument("overrides", nargs="*", help="extra Hydra overrides appended to the trial's")
     p_pro.set_defaults(func=_cmd_promote)
     p_pred = sub.add_parser("predict", help="predict a feature CSV with a registered model")

@@ -6,6 +6,11 @@ pipeline on the development rows, scores it ONCE on the untouched outer holdout 
 evaluation.holdout_fraction/holdout_seed, never seen by run/sweep), logs a promote run with the
 packaged model, registers a model version and moves alias ``champion`` only if the new version
 beats the current champion on that holdout (else alias ``challenger``).
+
+Baseline gate: the same holdout also scores the no-augmentation baseline (the candidate's config
+with ``generator=none``, refitted on the same development rows). A candidate worse than that
+baseline never becomes champion (it is registered as ``challenger``) unless
+``allow_worse_than_baseline`` is set, which the version's tags record.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from vaeok.sweep_spec import override
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+GATE_PASSED, GATE_REFUSED, GATE_OVERRIDDEN, GATE_IS_BASELINE = "passed", "refused", "overridden", "is_baseline"
 HIGHER_IS_BETTER = {"r2": True, "rmse": False, "mae": False, "mape": False}
 STUDY_TAG = "vaeok.study"
 TRIAL_TAG = "vaeok.trial"
@@ -266,6 +272,8 @@ class PromoteResult:
     champion_value: float | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    gate: str = GATE_PASSED
 
     @property
     def moved_champion(self) -> bool:
@@ -279,7 +287,23 @@ class PromoteResult:
                  f"holdout R2 {m['r2']:.4f}  RMSE {m['rmse']:.2f}  MAE {m['mae']:.2f}  MAPE {m['mape']:.2f}% "
                  f"on {int(m['n_rows'])} untouched rows"]
         new = m[self.metric]
-        if self.champion_before is None:
+        b = self.baseline_metrics.get(self.metric)
+        if self.gate == GATE_IS_BASELINE:
+            lines.append("the candidate is the no-augmentation baseline (generator=none)")
+        elif b is not None:
+            gain = (new - b) if HIGHER_IS_BETTER[self.metric] else (b - new)
+            lines.append(f"baseline (same config, generator=none) holdout {self.metric} {b:.4f}; "
+                         f"candidate {new:.4f}; gain over baseline {gain:+.4f}")
+        if self.gate == GATE_REFUSED:
+            lines.append(f"REFUSED: the candidate's holdout {self.metric} {new:.4f} is worse than the baseline's "
+                         f"{b:.4f}; '{CHAMPION}' does not move, version {self.version} gets '{CHALLENGER}' "
+                         "(--allow-worse-than-baseline overrides)")
+        elif self.gate == GATE_OVERRIDDEN:
+            lines.append(f"warning: the candidate is worse than the baseline ({new:.4f} vs {b:.4f}); promoted "
+                         "anyway because of --allow-worse-than-baseline (tag allow_worse_than_baseline=true)")
+        if self.gate == GATE_REFUSED:
+            pass  # the champion was not considered
+        elif self.champion_before is None:
             lines.append(f"no current champion of '{self.model_name}': version {self.version} becomes '{CHAMPION}'")
         else:
             better = "beats" if self.moved_champion else "does not beat"
@@ -324,9 +348,18 @@ def _champion_value(client: MlflowClient, champion: Any, metric: str, key: str, 
     return regression_metrics(holdout.y, np.asarray(pred.iloc[:, 0], dtype=float))[metric]
 
 
+def baseline_holdout(cfg: DictConfig, overrides: Sequence[str], dev: Dataset, holdout: Dataset) -> dict[str, float]:
+    """Holdout metrics of the no-augmentation baseline of `cfg` (same regressor, same rows)."""
+    base_cfg = load_config([*overrides, "generator=none"])
+    pred = fit_pipeline(base_cfg, dev).predict_array(holdout.X)
+    return regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
+
+
 def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", model_name: str | None = None,
-            trial: int | None = None, extra_overrides: Sequence[str] = ()) -> PromoteResult:
-    """Register a study's best trial (or `trial`) and move alias `champion` if it wins on the holdout."""
+            trial: int | None = None, extra_overrides: Sequence[str] = (),
+            allow_worse_than_baseline: bool = False) -> PromoteResult:
+    """Register a study's best trial (or `trial`) and move alias `champion` if it wins on the holdout
+    and is no worse there than the no-augmentation baseline (unless allow_worse_than_baseline)."""
     start = time.perf_counter()
     if metric not in HIGHER_IS_BETTER:
         raise UserError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
@@ -354,15 +387,25 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     pred = pipeline.predict_array(holdout.X)
     m = regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
     hold_metrics = {**m, "n_rows": float(holdout.n_rows)}
+    if cfg.generator.name == "none":
+        base_m, gate = dict(m), GATE_IS_BASELINE
+    else:
+        base_m = baseline_holdout(cfg, [*choice.overrides, *extra_overrides], dev, holdout)
+        gate = GATE_PASSED
+        if _better(base_m[metric], m[metric], metric):
+            gate = GATE_OVERRIDDEN if allow_worse_than_baseline else GATE_REFUSED
+    gain = (m[metric] - base_m[metric]) * (1 if HIGHER_IS_BETTER[metric] else -1)
 
     from vaeok.run import run_tags
 
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
-            "config_hash": chash, "holdout_key": key}
+            "config_hash": chash, "holdout_key": key, "baseline_gate": gate}
     with tracking.run(exp_id, f"promote-{study}-trial{choice.number}", tags) as active:
         run_id = active.info.run_id
         cv = {f"trial/value{i}" if i else "trial/value": v for i, v in enumerate(choice.values)}
-        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv},
+        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv,
+                                            **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
+                                            "holdout/gain_over_baseline": gain},
                            params=flatten(cfg))
         mlflow.log_text(to_yaml(cfg), "config.yaml")
         _, hold_idx = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
@@ -378,11 +421,15 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
                     "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
                     "overrides": " ".join(choice.overrides + list(extra_overrides))[:5000],
-                    **{f"holdout_{k}": f"{v:.6g}" for k, v in m.items()}}
+                    **{f"holdout_{k}": f"{v:.6g}" for k, v in m.items()},
+                    **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
+                    "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
     champion = _champion(client, name)
     version = mlflow.register_model(info.model_uri, name, tags=version_tags)
     champ_value = None
-    if champion is None:
+    if gate == GATE_REFUSED:
+        alias = CHALLENGER
+    elif champion is None:
         alias = CHAMPION
     else:
         champ_value = _champion_value(client, champion, metric, key, holdout, notes)
@@ -398,7 +445,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     overlay = write_overlay(cfg, study if alias == CHAMPION else f"{study}_{CHALLENGER}", header)
     return PromoteResult(name, str(version.version), alias, metric, hold_metrics, choice, run_id, overlay, chash,
                          None if champion is None else str(champion.version), champ_value, notes,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, base_m, gate)
 
 
 def _compare_with_logged(run_id: str, cfg: DictConfig, notes: list[str]) -> None:
