@@ -45,6 +45,12 @@ def test_table_layout(paper_result: C.CompareResult) -> None:
     audit = tables["r2_leakage_audit"].loc["none", "gbr"]
     h, p = cells.set_index(["generator", "regressor"]).loc[("none", "gbr"), ["honest_r2", "paper_r2"]]
     assert audit == f"{h:.3f} / {p:.3f} ({p - h:+.3f})"
+    gain = tables["r2_honest_gain_over_none"]
+    assert list(gain.columns) == ["gbr", "gbr gain over none", "brr", "brr gain over none"]
+    for reg in ("gbr", "brr"):
+        np.testing.assert_allclose(gain[f"{reg} gain over none"], r2[reg] - r2.loc["none", reg])
+    assert (gain.loc["none", ["gbr gain over none", "brr gain over none"]] == 0).all()
+    assert "gbr gain over none" in C.console_report(paper_result)
     md = C.to_markdown(r2)
     assert md.splitlines()[0] == "| generator | gbr | brr |" and len(md.splitlines()) == 2 + 3
     # the none baseline has no virtual rows, so its KS cell is empty and n_virtual is 0

@@ -237,7 +237,7 @@ def compute(base: DictConfig, gen_cfgs: dict[str, DictConfig], reg_nodes: dict[s
                 preds[(label, r)] = honest
                 rows.append(_cell_row(label, r, honest, pres))
             log(f"[compare] scored {label} x {len(reg_nodes)} regressors")
-    cells = pd.DataFrame(rows)
+    cells = with_gain_over_none(pd.DataFrame(rows))
     seconds["grid"] = time.perf_counter() - t0
 
     # 3. Fig 12 curve: honest R2 vs number of virtual rows (prefixes of the generated sets)
@@ -345,6 +345,23 @@ def metric_table(cells: pd.DataFrame, column: str) -> pd.DataFrame:
     return cells.pivot(index="generator", columns="regressor", values=column).loc[gens, regs]
 
 
+def with_gain_over_none(cells: pd.DataFrame) -> pd.DataFrame:
+    """Add `gain_over_none_r2`: honest R2 minus the same regressor's R2 without augmentation
+    (NaN when generator `none` is not in the grid)."""
+    none = cells[cells.generator == "none"].set_index("regressor").honest_r2
+    return cells.assign(gain_over_none_r2=cells.honest_r2 - cells.regressor.map(none))
+
+
+def gain_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Honest R2 per generator x regressor with, after each regressor, its gain over `none`."""
+    r2, gain = metric_table(cells, "honest_r2"), metric_table(cells, "gain_over_none_r2")
+    cols = {}
+    for reg in r2.columns:
+        cols[reg] = r2[reg]
+        cols[f"{reg} gain over none"] = gain[reg]
+    return pd.DataFrame(cols)
+
+
 def audit_table(cells: pd.DataFrame, metric: str = "r2") -> pd.DataFrame:
     """Leakage audit: 'honest / paper (paper - honest)' per generator x regressor cell."""
     h, p = metric_table(cells, f"honest_{metric}"), metric_table(cells, f"paper_{metric}")
@@ -379,6 +396,7 @@ def tables(result: CompareResult) -> dict[str, pd.DataFrame]:
         if result.paper:
             out[f"{m}_paper"] = metric_table(result.cells, f"paper_{m}")
             out[f"{m}_paper_minus_honest"] = metric_table(result.cells, f"diff_{m}")
+    out["r2_honest_gain_over_none"] = gain_table(result.cells)
     if result.paper:
         out["r2_leakage_audit"] = audit_table(result.cells, "r2")
         out["r2_paper_real_rows_only"] = metric_table(result.cells, "paper_r2_real_rows")
@@ -393,7 +411,7 @@ def winners(result: CompareResult) -> list[str]:
     for r, g in c.groupby("regressor", sort=False):
         b = g.loc[g.honest_r2.idxmax()]
         ref = g[g.generator == "none"]
-        vs = f" (none: {ref.honest_r2.iloc[0]:.4f})" if len(ref) else ""
+        vs = f" (none: {ref.honest_r2.iloc[0]:.4f}, gain {b.gain_over_none_r2:+.4f})" if len(ref) else ""
         lines.append(f"  {r}: best generator {b.generator} R2 {b.honest_r2:.4f}{vs}")
     if result.paper:
         bp = c.loc[c.paper_r2.idxmax()]
@@ -407,8 +425,9 @@ def console_report(result: CompareResult) -> str:
     t = tables(result)
     parts = [f"data: {result.data.name} ({result.data.n_rows} rows, {result.dev.n_rows} development rows, "
              f"{result.data.n_features} features); honest protocol: {honest_protocol(result.cfg)}",
-             "\nR2, honest (pooled real held-out rows; rows: generator, columns: regressor)",
-             to_markdown(t["r2_honest"])]
+             "\nR2, honest (pooled real held-out rows; rows: generator, columns: regressor and its gain "
+             "over no augmentation)",
+             to_markdown(t["r2_honest_gain_over_none"])]
     parts += ["RMSE, honest", to_markdown(t["rmse_honest"], ".1f")]
     if result.paper:
         parts += ["R2 leakage audit: honest / paper protocol (paper - honest)",
