@@ -302,10 +302,7 @@ def prepare(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -> P
     exp_id = tracking.setup(base_cfg.tracking)
     parent_id = parent_run(study, spec, base_overrides, exp_id)
     reconcile_mlflow(study)
-    prep = Prepared(spec, list(base_overrides), study, parent_id, base_cfg.torch_threads)
-    if not baseline.searches_baseline(spec):
-        run_baseline(prep, SlotLock(opts.storage or DEFAULT_STORAGE, study.study_name))
-    return prep
+    return Prepared(spec, list(base_overrides), study, parent_id, base_cfg.torch_threads)
 
 
 def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = print) -> None:
@@ -384,6 +381,8 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
     start, failures, status = time.monotonic(), 0, "FINISHED"
     previous = _install_sigterm()
     try:
+        if not baseline.searches_baseline(spec):
+            run_baseline(prep, lock, log)
         while True:
             if timeout is not None and time.monotonic() - start >= timeout:
                 log(f"timeout of {timeout:g} s reached")
