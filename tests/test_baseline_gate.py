@@ -134,3 +134,17 @@ def test_baseline_candidate_passes_the_gate(tmp_path: Path, conf: Path) -> None:
     result = promote("plain", STORAGE, model_name="plain")
     assert result.gate == GATE_IS_BASELINE and result.alias == CHAMPION
     assert result.baseline_metrics["r2"] == result.holdout_metrics["r2"]
+
+
+def test_repeated_parameters_are_not_rerun(tmp_path: Path) -> None:
+    """generator=none has no other searched keys: a second draw of it reuses trial 0's result."""
+    p = tmp_path / "dup.yaml"
+    p.write_text("name: dup\nsampler: {type: random, seed: 0}\npruner: none\nn_trials: 3\n"
+                 "space:\n  generator: categorical [none]\n")
+    study = run_sweep(load_spec(p), FAST, SweepOptions(progress=False), log=lambda s: None)
+    first, *again = study.trials
+    assert first.user_attrs[ROLE] == BASELINE and "mlflow_run_id" in first.user_attrs
+    assert [t.user_attrs.get("duplicate_of") for t in again] == [0, 0]
+    assert all(t.value == first.value and "mlflow_run_id" not in t.user_attrs for t in again)
+    table = format_top(study, load_spec(p))
+    assert "= trial 0" not in table.split("\n")[2] and len(table.splitlines()) == 4  # header x2, trial 0, verdict

@@ -207,6 +207,10 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -
 
     def objective(trial: optuna.Trial) -> float | list[float]:
         sampled = sample(spec.space, trial)
+        same = duplicate_of(trial.study, sampled)
+        if same is not None:  # a config is deterministic: re-running it would only repeat its numbers
+            trial.set_user_attr("duplicate_of", same.number)
+            return list(same.values) if spec.multi_objective else same.values[0]
         overrides = [*spec.overrides, *base_overrides, *(override(k, v) for k, v in sampled.items())]
         trial.set_user_attr("overrides", overrides)  # what promote / reproduction compose with Hydra
         role = trial.user_attrs.get(baseline.ROLE)
@@ -245,6 +249,15 @@ def reason(exc: BaseException) -> str:
     """One-line `Type: first line of message` of an exception (recorded as a trial's error)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"
+
+
+def duplicate_of(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
+    """A COMPLETE trial of the study with exactly these parameters (e.g. generator=none, which has
+    no other searched keys), or None."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.params == params:
+            return t
+    return None
 
 
 # -- the loop ---------------------------------------------------------------------------------

@@ -21,19 +21,25 @@ from vaeok.sweep_spec import StudySpec
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
     """Best completed trials: by value; for several objectives the Pareto front ordered by the first
-    objective (so `top_trials(study, 1)` is the trial best_config.yaml and `vaeok promote` use)."""
+    objective (so `top_trials(study, 1)` is the trial best_config.yaml and `vaeok promote` use).
+    Trials that only repeated an earlier trial's parameters (`duplicate_of`) are left out."""
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: t.values[0], reverse=maximize)[:k]
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(done, key=lambda t: t.value, reverse=maximize)[:k]
+        done = study.best_trials
+    else:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in done if "duplicate_of" not in t.user_attrs]
+    return sorted(done, key=lambda t: t.values[0], reverse=maximize)[:k]
 
 
 def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     """One row per trial: number, role, state, objective value(s), params, duration, MLflow run id."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row = {"trial": t.number, "role": t.user_attrs.get(baseline.ROLE, ""), "state": t.state.name}
+        role = t.user_attrs.get(baseline.ROLE, "")
+        if "duplicate_of" in t.user_attrs:
+            role = f"= trial {t.user_attrs['duplicate_of']}"
+        row = {"trial": t.number, "role": role, "state": t.state.name}
         values = t.values or [None] * len(spec.metrics)
         row.update({m: v for m, v in zip(spec.metrics, values)})
         row.update({k: "null" if v is None else v for k, v in t.params.items()})
