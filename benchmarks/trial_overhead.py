@@ -159,7 +159,7 @@ def main() -> None:
     study = sweep.open_study(spec, [], opts)
     exp_id = sweep.tracking.setup(ml_off.tracking)
     parent = sweep.parent_run(study, spec, [], exp_id)
-    objective = sweep.make_objective(spec, [], parent)
+    objective = sweep.make_objective(spec, [], parent, reuse_duplicates=False)  # every trial is the same config
 
     def one_trial():
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)

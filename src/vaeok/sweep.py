@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 import warnings
@@ -88,7 +89,7 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
     """RDB storage with heartbeats, so trials of a killed process are marked FAIL (and retried)."""
     if url.startswith("sqlite:///"):
         url = tracking.absolute_sqlite_uri(url)
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+        engine_kwargs: dict[str, Any] = {"creator": _sqlite_connect(url.removeprefix("sqlite:///"))}
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
@@ -98,6 +99,20 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
         )
     except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
         raise UserError(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}") from None
+
+
+def _sqlite_connect(path: str) -> Callable[[], sqlite3.Connection]:
+    """SQLite connections in WAL mode with synchronous=NORMAL: a commit no longer waits for an
+    fsync (a trial makes ~14 Optuna commits: 0.17 s of fsyncs per trial on this disk, measured),
+    readers never block the writer, and a killed process loses nothing (only a power cut can
+    lose the last commits, never corrupt the file). WAL needs a local file system."""
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    return connect
 
 
 def _retry_stale(max_retry: int) -> Any:
@@ -201,13 +216,15 @@ def reconcile_mlflow(study: optuna.Study) -> None:
 
 
 # -- the objective ----------------------------------------------------------------------------
-def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str) -> Callable[[optuna.Trial], Any]:
-    """Objective: compose the trial's config, run the shared evaluation, return the metric(s)."""
+def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
+                   reuse_duplicates: bool = True) -> Callable[[optuna.Trial], Any]:
+    """Objective: compose the trial's config, run the shared evaluation, return the metric(s).
+    With `reuse_duplicates`, parameters that repeat a COMPLETE trial return its result."""
     prune = not spec.multi_objective and spec.pruner["type"] != "none"
 
     def objective(trial: optuna.Trial) -> float | list[float]:
         sampled = sample(spec.space, trial)
-        same = duplicate_of(trial.study, sampled)
+        same = duplicate_of(trial.study, sampled) if reuse_duplicates else None
         if same is not None:  # a config is deterministic: re-running it would only repeat its numbers
             trial.set_user_attr("duplicate_of", same.number)
             return list(same.values) if spec.multi_objective else same.values[0]
