@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vaeok import tracking
 from vaeok.config import load_config, load_trial_config, to_yaml
 from vaeok.errors import UserError
+from vaeok.redact import redact_text, redact_url
 from vaeok.run import run_experiment
 from vaeok.runtime import configure_runtime
 from vaeok.sweep_spec import StudySpec, check_keys, override
@@ -97,7 +98,7 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
             failed_trial_callback=_retry_stale(retry_failed),
         )
     except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
-        raise UserError(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}") from None
+        raise UserError(redact_text(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}")) from None
 
 
 def _retry_stale(max_retry: int) -> Any:
@@ -340,7 +341,7 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
         return inner(trial)
 
     done0 = count(study, FINISHED)
-    log(f"study '{study.study_name}' ({opts.storage or DEFAULT_STORAGE}): {done0}/{n_trials} trials done")
+    log(f"study '{study.study_name}' ({redact_url(opts.storage or DEFAULT_STORAGE)}): {done0}/{n_trials} trials done")
     bar = _progress(n_trials, done0, opts.progress)
     start, failures, status = time.monotonic(), 0, "FINISHED"
     previous = _install_sigterm()
