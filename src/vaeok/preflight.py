@@ -97,7 +97,8 @@ def check_regressor(cfg: DictConfig) -> None:
     try:
         est = instantiate(node, _convert_="all")
     except InstantiationException as exc:
-        raise UserError(f"regressor: cannot build {node.get('_target_')}: {_first_line(exc)}") from None
+        cause = exc.__cause__ or exc
+        raise UserError(f"regressor: cannot build {node.get('_target_')}: {_first_line(cause)}") from None
     for part in _estimators(est):
         validate = getattr(part, "_validate_params", None)
         if validate is None:
