@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vaeok.config import load_config
@@ -91,6 +91,8 @@ def _render(v: object) -> str:
 
 @SETTINGS
 @given(st.lists(st.tuples(st.sampled_from(NUMERIC_KEYS), _VALUE), min_size=1, max_size=3))
+@example([("generator.n_virtual", "abc")])  # found by hypothesis: the generator group is untyped
+@example([("generator.n_virtual", 1.5)])
 def test_config_overrides_validate_or_raise_user_error(pairs: list[tuple[str, object]]) -> None:
     overrides = [f"{k}={_render(v)}" for k, v in pairs]
     try:

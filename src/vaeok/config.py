@@ -242,6 +242,9 @@ _MISSING = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the key."""
+    n_virtual = cfg.generator.get("n_virtual", 0) if cfg.generator is not None else 0
+    if isinstance(n_virtual, bool) or not isinstance(n_virtual, int):  # the generator group is untyped
+        raise UserError(f"generator.n_virtual must be an integer, got {n_virtual!r}")
     checks = [
         (cfg.trainer.max_epochs >= 1, "trainer.max_epochs must be >= 1"),
         (cfg.model.hidden >= 1, "model.hidden must be >= 1"),
