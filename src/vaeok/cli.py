@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from vaeok.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from vaeok.redact import redact_url
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -17,12 +18,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from vaeok.run import run_experiment
 
         cfg = config_from_run(args.from_run, args.overrides)
+        from vaeok.preflight import load_checked_dataset
+
+        load_checked_dataset(cfg)
         outcome = run_experiment(cfg, extra_tags={REPRODUCES_TAG: args.from_run})
     else:
         cfg = load_config(args.overrides)  # before the heavy imports: config errors answer fast
-        from vaeok.data import load_dataset
+        from vaeok.preflight import load_checked_dataset
 
-        load_dataset(cfg.data)  # validate the data before importing torch/mlflow
+        load_checked_dataset(cfg)  # validate the data against the config before importing torch/mlflow
         from vaeok.run import run_experiment
 
         outcome = run_experiment(cfg)
@@ -33,7 +37,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"pooled held-out  R2 {m[p + '/r2']:.4f}  RMSE {m[p + '/rmse']:.2f}  "
           f"MAE {m[p + '/mae']:.2f}  MAPE {m[p + '/mape']:.2f}%")
     if outcome.run_id:
-        print(f"MLflow run {outcome.run_id} in {cfg.tracking.uri}; open the UI with: vaeok ui")
+        print(f"MLflow run {outcome.run_id} in {redact_url(cfg.tracking.uri)}; open the UI with: vaeok ui")
     return 0
 
 
@@ -42,6 +46,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from vaeok.sweep_report import format_top
     from vaeok.sweep_spec import load_spec
 
+    check_sweep_args(args)
     spec = load_spec(resolve_spec(args.spec))
     opts = SweepOptions(study=args.study, storage=args.storage, n_trials=args.n_trials, timeout=args.timeout,
                         retry_failed=args.retry_failed, progress=not args.no_progress,
@@ -56,8 +61,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(format_top(study, spec))
     print("\ncompare them in the MLflow UI:  vaeok ui   (filter: tags.`vaeok.study` = '"
           f"{study.study_name}')")
-    print(f"study dashboard:  optuna-dashboard {args.storage or DEFAULT_STORAGE}")
+    print(f"study dashboard:  optuna-dashboard {redact_url(args.storage or DEFAULT_STORAGE)}")
     return 0
+
+
+def check_sweep_args(args: argparse.Namespace) -> None:
+    """UserError naming the option if a sweep's command-line numbers or names cannot work."""
+    from vaeok.paths import safe_name
+
+    if args.study is not None:
+        safe_name(args.study, "--study")
+    for flag, value, low in (("--n-trials", args.n_trials, 1), ("--workers", args.workers, 1),
+                             ("--retry-failed", args.retry_failed, 0), ("--heartbeat", args.heartbeat, 1)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} must be >= {low}, got {value}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UserError(f"--timeout must be > 0 seconds, got {args.timeout}")
 
 
 def resolve_spec(spec: str) -> str:

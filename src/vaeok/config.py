@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from vaeok.csv_text import delimiter_char, text_codec
 from vaeok.errors import UserError
 
 
@@ -31,6 +34,9 @@ class DataConfig:
     noise: float = 60.0
     data_seed: int = 2024
     batch_size: int = 64
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    max_rows: int | None = 5000
 
 
 @dataclass
@@ -179,9 +185,18 @@ def _compose(overrides: tuple[str, ...]) -> DictConfig:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise UserError(f"bad config: {_one_line(exc)}") from None
+        raise UserError(f"bad config: {_one_line(exc)}{_group_options_hint(exc, cdir)}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _group_options_hint(exc: BaseException, cdir: Path) -> str:
+    """'; options of generator: gmm_vsg, none, ...' when Hydra could not find a group option."""
+    m = re.search(r"Could not find '([\w/]+)/([^']*)'", str(exc))
+    if not m or not (cdir / m.group(1)).is_dir():
+        return ""
+    options = sorted(p.stem for p in (cdir / m.group(1)).glob("*.yaml"))
+    return f" (options of {m.group(1).replace('/', '.')}: {', '.join(options)})"
 
 
 def _resolve(cfg: DictConfig) -> None:
@@ -229,6 +244,9 @@ _MISSING = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the key."""
+    n_virtual = cfg.generator.get("n_virtual", 0) if cfg.generator is not None else 0
+    if isinstance(n_virtual, bool) or not isinstance(n_virtual, int):  # the generator group is untyped
+        raise UserError(f"generator.n_virtual must be an integer, got {n_virtual!r}")
     checks = [
         (cfg.trainer.max_epochs >= 1, "trainer.max_epochs must be >= 1"),
         (cfg.model.hidden >= 1, "model.hidden must be >= 1"),
@@ -255,10 +273,66 @@ def validate_config(cfg: DictConfig) -> None:
         (all(n >= 0 for n in cfg.compare.sample_counts), "compare.sample_counts must be >= 0"),
         (0 < cfg.compare.variance_drop_quantile <= 1, "compare.variance_drop_quantile must be in (0, 1]"),
         (cfg.compare.fidelity_tolerance > 0, "compare.fidelity_tolerance must be > 0"),
+        (cfg.torch_threads >= 1, "torch_threads must be >= 1"),
+        (cfg.model.beta >= 0, "model.beta must be >= 0"),
+        (cfg.data.max_rows is None or cfg.data.max_rows >= 1, "data.max_rows must be >= 1 or null"),
+        (cfg.data.noise >= 0, "data.noise must be >= 0"),
+        (cfg.evaluation.loocv_below >= 0, "evaluation.loocv_below must be >= 0"),
+        (cfg.evaluation.eval_every_n_epochs >= 0, "evaluation.eval_every_n_epochs must be >= 0"),
+        (cfg.labeler.variogram in ("auto", *VARIOGRAMS),
+         f"labeler.variogram must be auto or one of {', '.join(VARIOGRAMS)}, got '{cfg.labeler.variogram}'"),
+        (all(c in VARIOGRAMS for c in cfg.labeler.candidates) and len(cfg.labeler.candidates) > 0,
+         f"labeler.candidates must be a non-empty list of {', '.join(VARIOGRAMS)}"),
+        (cfg.labeler.backend in ("auto", "pykrige", "gstools"),
+         f"labeler.backend must be auto, pykrige or gstools, got '{cfg.labeler.backend}'"),
+        (cfg.labeler.nugget is None or cfg.labeler.nugget >= 0, "labeler.nugget must be >= 0 or null"),
+        (cfg.labeler.max_points is None or cfg.labeler.max_points >= 3, "labeler.max_points must be >= 3 or null"),
+        (cfg.tracking.loss_log_every >= 1, "tracking.loss_log_every must be >= 1"),
+        (cfg.compare.shap_max_rows >= 1, "compare.shap_max_rows must be >= 1"),
+        # upper bounds against typos that would exhaust memory rather than fail
+        (cfg.model.hidden <= MAX_HIDDEN, f"model.hidden must be <= {MAX_HIDDEN}"),
+        (cfg.model.n_layers <= MAX_LAYERS, f"model.n_layers must be <= {MAX_LAYERS}"),
+        (cfg.generator is None or cfg.generator.get("n_virtual", 0) <= MAX_VIRTUAL,
+         f"generator.n_virtual must be <= {MAX_VIRTUAL}"),
     ]
+    _check_finite(OmegaConf.to_container(cfg, resolve=True), "")
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
+    text_codec(cfg.data.encoding)
+    if cfg.data.delimiter is not None:
+        delimiter_char(cfg.data.delimiter)
+    if cfg.data.source == "csv":
+        for key in ("path", "target"):
+            if OmegaConf.is_missing(cfg.data, key) or cfg.data[key] in (None, ""):
+                raise UserError(f"data.{key} must be set with data=csv, e.g. data.path=my.csv data.target=y")
+    if cfg.compare.output_dir:
+        from vaeok.paths import inside
+
+        inside(Path.cwd(), cfg.compare.output_dir, "compare.output_dir")
+
+
+MAX_HIDDEN = 65536
+MAX_LAYERS = 64
+MAX_VIRTUAL = 1_000_000
+
+
+def _check_finite(node: Any, prefix: str) -> None:
+    """UserError naming the first float value that is inf or nan (e.g. model.lr=1e999)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{prefix}{k}.")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{prefix[:-1]}[{i}].")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"{prefix[:-1]} must be a finite number, got {node}")
+
+
+# Variogram model names of vaeok.kriging.VARIOGRAM_MODELS (kept here so config checks need no gstools).
+VARIOGRAMS = ("linear", "power", "gaussian", "spherical", "exponential")
+
+
 
 
 ACTIVATIONS = {"relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "silu"}
@@ -274,12 +348,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    """The resolved config as YAML."""
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    """The resolved config as YAML (passwords in URLs masked: it is logged and written to files)."""
+    from vaeok.redact import redact_text
+
+    return redact_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """Flatten a config to dotted keys (for MLflow params)."""
+    """Flatten a config to dotted keys (for MLflow params; passwords in URLs masked)."""
+    from vaeok.redact import redact_text
+
     out: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -287,7 +365,7 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
             for k, v in node.items():
                 walk(v, f"{prefix}{k}.")
         else:
-            out[prefix[:-1]] = str(node)[:500]
+            out[prefix[:-1]] = redact_text(str(node))[:500]
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import csv
+import difflib
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
+from vaeok.csv_text import Table, delimiter_name, read_table
 from vaeok.errors import UserError
 
 MIN_ROWS = 10
+# Default data.max_rows: above it ordinary kriging on every fold's rows takes too long (see check_row_limit).
+DEFAULT_MAX_ROWS = 5000
 
 # --- Embedded default: a SYNTHETIC surrogate of the paper's 86 natural-rubber MD samples. ---
 # The real data are not public. This surrogate has the same shape and qualitative behaviour:
@@ -88,34 +92,116 @@ def rubber_surrogate(n_rows: int = 86, noise: float = 60.0, seed: int = 2024) ->
     return Dataset(X, y.round(2), SURROGATE_FEATURES, SURROGATE_TARGET, "rubber_surrogate (synthetic)")
 
 
-def load_csv(path: str | Path, target: str, features: list[str] | None = None) -> Dataset:
-    """Load and validate a numeric CSV; raise UserError naming the bad file, column or row."""
+def load_csv(path: str | Path, target: str, features: list[str] | None = None, encoding: str = "utf-8",
+             delimiter: str | None = None, max_rows: int | None = DEFAULT_MAX_ROWS) -> Dataset:
+    """Load and validate a numeric CSV; raise UserError naming the bad file, column or row.
+
+    Rows are named by their line in the file (as an editor or spreadsheet numbers them; the header
+    is line 1). What the reader accepts is described in `vaeok.csv_text`.
+    """
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"data.path: file not found: {p}")
-    try:
-        with p.open(newline="") as fh:
-            header = next(csv.reader(fh), [])
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, OSError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
-    dupes = sorted({c for c in header if header.count(c) > 1})
+    table = read_table(p, encoding, delimiter)
+    columns = list(table.header)
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
-        raise UserError(f"{p}: duplicate column name(s): {', '.join(map(str, dupes))}")
-    if target not in df.columns:
-        raise UserError(f"{p}: target column '{target}' not found; columns are: {', '.join(map(str, df.columns))}")
+        raise UserError(f"{p}: duplicate column name(s): {', '.join(dupes)}")
+    if target not in columns:
+        raise UserError(f"{p}: target column '{target}' not found{_column_hint(target, table)}")
     if features is None:
-        features = [c for c in df.columns if c != target]
+        features = [c for c in columns if c != target]
     else:
-        features = list(features)
-        missing = [c for c in features if c not in df.columns]
+        features = [str(c) for c in features]
+        missing = [c for c in features if c not in columns]
         if missing:
-            raise UserError(f"{p}: feature column(s) not found: {', '.join(missing)}")
+            raise UserError(f"{p}: feature column(s) not found: {', '.join(missing)}; "
+                            f"columns are: {', '.join(columns)}")
         if target in features:
             raise UserError(f"{p}: target '{target}' is also listed in data.features")
+        repeated = sorted({c for c in features if features.count(c) > 1})
+        if repeated:
+            raise UserError(f"data.features lists column(s) more than once: {', '.join(repeated)}")
     if not features:
         raise UserError(f"{p}: no feature columns besides the target '{target}'")
-    return validate_frame(df[[*features, target]], target, name=p.name, source=str(p))
+    n = len(table.rows)
+    if n == 0:
+        raise UserError(f"{p}: no data rows (only the header line)")
+    if n < MIN_ROWS:
+        raise UserError(f"{p}: {n} rows; need at least {MIN_ROWS}")
+    check_row_limit(n, max_rows, str(p))
+    source = str(p)
+    X = np.column_stack([_numeric(table, col, source) for col in features])
+    y = _numeric(table, target, source)
+    _check_not_constant(X, y, features, target, source)
+    return Dataset(X, y, tuple(features), target, p.name)
+
+
+def check_row_limit(n_rows: int, max_rows: int | None, source: str) -> None:
+    """UserError if a data set has more rows than data.max_rows (null = no limit)."""
+    if max_rows is not None and n_rows > max_rows:
+        raise UserError(
+            f"{source}: {n_rows} rows exceed data.max_rows={max_rows}: ordinary kriging costs O(n^2) memory and "
+            "O(n^3) time per fold (2000 rows take ~3 min per run here); subsample the file, or set "
+            f"labeler.max_points=1000 data.max_rows={n_rows} to krige on a subsample of each fold"
+        )
+
+
+def _column_hint(name: str, table: Table) -> str:
+    """'; columns are: ...' plus a likely intended column or a delimiter hint."""
+    columns = list(table.header)
+    hint = f"; columns are: {', '.join(columns)}"
+    close = difflib.get_close_matches(name, columns, n=1, cutoff=0.6) or [
+        c for c in columns if c.lower() == name.lower()]
+    if close:
+        hint += f" (did you mean '{close[0]}'?)"
+    if len(columns) == 1:
+        hint += (f"; the header has a single column when read {delimiter_name(table.delimiter)}-separated: "
+                 "set data.delimiter to the file's delimiter")
+    return hint
+
+
+_MISSING_TOKENS = {"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>", "nil", "missing", "?", "-", "--"}
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
+
+
+def _numeric(table: Table, col: str, source: str) -> np.ndarray:
+    """A column's cells as finite floats; UserError naming the first bad row (and how many there are)."""
+    cells = table.column(col)
+    values = np.array([_to_float(c) for c in cells], dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    idx = np.flatnonzero(bad)
+    cell = cells[idx[0]]
+    more = f" (and {len(idx) - 1} more row(s) in this column)" if len(idx) > 1 else ""
+    where = f"{source}: column '{col}' row {table.lines[idx[0]]}"
+    if cell == "":
+        raise UserError(f"{where} is missing (empty cell){more}; fill or drop rows with missing values")
+    if cell.lower() in _MISSING_TOKENS or cell.lower().lstrip("+-") == "nan":
+        raise UserError(f"{where} is missing ({cell!r}){more}; fill or drop rows with missing values")
+    if np.isnan(values[idx[0]]):
+        hint = "; decimal commas are not read: use '.' as the decimal separator" if _DECIMAL_COMMA.match(cell) else ""
+        raise UserError(f"{where} is not numeric: {cell!r}{more}{hint}")
+    raise UserError(f"{where} is not finite ({cell!r}){more}")
+
+
+def _to_float(cell: str) -> float:
+    """A cell as a float; NaN for anything that is not a plain ASCII decimal number (or inf/nan)."""
+    if not cell.isascii() or "_" in cell:
+        return np.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return np.nan
+
+
+def _check_not_constant(X: np.ndarray, y: np.ndarray, features: list[str], target: str, source: str) -> None:
+    for j, col in enumerate(features):
+        if np.ptp(X[:, j]) == 0:
+            raise UserError(f"{source}: feature column '{col}' is constant ({X[0, j]:g} in every row); "
+                            "leave it out with data.features=[...]")
+    if np.ptp(y) == 0:
+        raise UserError(f"{source}: target column '{target}' is constant ({y[0]:g} in every row); "
+                        "there is nothing to predict")
 
 
 def validate_frame(df: pd.DataFrame, target: str, name: str, source: str) -> Dataset:
@@ -157,8 +243,10 @@ def _describe(value: object) -> str:
 def load_dataset(data_cfg) -> Dataset:
     """The data set a `data` config group describes (embedded surrogate or CSV)."""
     if data_cfg.source == "surrogate":
+        check_row_limit(data_cfg.n_rows, data_cfg.max_rows, "data.n_rows")
         return rubber_surrogate(n_rows=data_cfg.n_rows, noise=data_cfg.noise, seed=data_cfg.data_seed)
     if data_cfg.source == "csv":
         features = list(data_cfg.features) if data_cfg.features is not None else None
-        return load_csv(data_cfg.path, data_cfg.target, features)
+        return load_csv(data_cfg.path, data_cfg.target, features, encoding=data_cfg.encoding,
+                        delimiter=data_cfg.delimiter, max_rows=data_cfg.max_rows)
     raise UserError(f"data.source must be surrogate or csv, got '{data_cfg.source}'")

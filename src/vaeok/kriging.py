@@ -200,10 +200,15 @@ class OrdinaryKrigingLabeler:
 
 
 def _bins(X: np.ndarray) -> dict:
-    """Variogram bins over half the maximum pairwise distance."""
+    """Variogram bins over half the maximum pairwise distance; where that range holds fewer than 3
+    non-empty bins (many features: pairwise distances concentrate far from 0), up to the median distance."""
     d = cdist(X, X)
     dmax = float(d.max())
-    return {"bin_edges": np.linspace(0.0, 0.5 * dmax if dmax > 0 else 1.0, 13)}
+    edges = np.linspace(0.0, 0.5 * dmax if dmax > 0 else 1.0, 13)
+    pairs = d[np.triu_indices(len(X), 1)]
+    if dmax > 0 and np.count_nonzero(np.histogram(pairs, edges)[0]) < 3:
+        edges = np.linspace(0.0, max(0.5 * dmax, float(np.median(pairs))), 13)
+    return {"bin_edges": edges}
 
 
 def _loo_rmse(model: gs.CovModel, X: np.ndarray, y: np.ndarray) -> float:

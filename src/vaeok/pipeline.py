@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import vaeok
+from vaeok.config import to_yaml
 from vaeok.data import Dataset
 from vaeok.errors import UserError
 from vaeok.evaluation import augmented, fit_regressor, fitted_labeler, label_virtual
@@ -130,7 +131,7 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
         target_name=rows.target_name,
         regressor=regressor,
         labeler=labeler,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        config_yaml=to_yaml(cfg),
         n_virtual=len(virtual.X),
         vae_state=vae_state,
     )

@@ -35,11 +35,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vaeok import tracking
 from vaeok.config import Config, config_dir, flatten, load_config, to_yaml, validate_config
-from vaeok.data import Dataset, load_dataset
+from vaeok.data import Dataset
 from vaeok.errors import UserError
 from vaeok.evaluation import development_rows
 from vaeok.metrics import METRICS, regression_metrics
+from vaeok.paths import safe_name
 from vaeok.pipeline import fit_pipeline, log_pipeline
+from vaeok.preflight import load_checked_dataset
+from vaeok.redact import redact_text, redact_url
 from vaeok.runtime import configure_runtime
 from vaeok.splits import holdout_split
 from vaeok.sweep import DEFAULT_STORAGE
@@ -82,7 +85,7 @@ def _check_storage(storage: str) -> None:
     if storage.startswith("sqlite:///"):
         path = Path(storage.removeprefix("sqlite:///"))
         if not path.is_file():
-            raise UserError(f"no Optuna storage at {storage} (run `vaeok sweep` first or pass --storage)")
+            raise UserError(f"no Optuna storage at {redact_url(storage)} (run `vaeok sweep` first or pass --storage)")
 
 
 def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: int | None = None) -> TrialChoice:
@@ -97,9 +100,9 @@ def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: in
     except KeyError:
         names = optuna.get_all_study_names(storage)
         known = ", ".join(sorted(names)) if names else "none"
-        raise UserError(f"unknown study '{study_name}' in {storage} (studies: {known})") from None
+        raise UserError(f"unknown study '{study_name}' in {redact_url(storage)} (studies: {known})") from None
     except Exception as exc:  # bad URL, unreachable database, ...
-        raise UserError(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}") from None
+        raise UserError(redact_text(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}")) from None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"study '{study_name}' has no completed trials")
@@ -188,8 +191,7 @@ def overlay_yaml(cfg: DictConfig, header: str) -> str:
 
 def write_overlay(cfg: DictConfig, name: str, header: str) -> Path:
     """Write conf/experiment/promoted_<name>.yaml and check it recomposes the same config."""
-    if not _NAME_RE.match(name):
-        raise UserError(f"cannot use '{name}' in a file name (letters, digits, _ . - only)")
+    safe_name(name, "promoted config name")
     path = config_dir() / "experiment" / f"promoted_{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(overlay_yaml(cfg, header))
@@ -207,7 +209,7 @@ def logged_config_yaml(run_id: str) -> str:
     try:
         MlflowClient().get_run(run_id)
     except MlflowException:
-        raise UserError(f"run '{run_id}' not found in {mlflow.get_tracking_uri()}") from None
+        raise UserError(f"run '{run_id}' not found in {redact_url(mlflow.get_tracking_uri())}") from None
     try:
         return mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
     except (MlflowException, OSError):
@@ -361,6 +363,9 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     """Register a study's best trial (or `trial`) and move alias `champion` if it wins on the holdout
     and is no worse there than the no-augmentation baseline (unless allow_worse_than_baseline)."""
     start = time.perf_counter()
+    safe_name(study, "--study")  # names conf/experiment/promoted_<study>.yaml: checked before any work
+    if model_name is not None:
+        safe_name(model_name, "--model-name")
     if metric not in HIGHER_IS_BETTER:
         raise UserError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
     choice = load_trial(study, storage, trial)
@@ -368,7 +373,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     if not cfg.tracking.enabled:
         raise UserError("promote needs tracking.enabled=true (the registry lives in the MLflow store)")
     configure_runtime(cfg.torch_threads)
-    data = load_dataset(cfg.data)
+    data = load_checked_dataset(cfg)
     dev, holdout = development_rows(cfg, data)
     if holdout.n_rows < 2:
         raise UserError(f"evaluation.holdout_fraction={cfg.evaluation.holdout_fraction} leaves "
@@ -420,7 +425,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
 
     version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
                     "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
-                    "overrides": " ".join(choice.overrides + list(extra_overrides))[:5000],
+                    "overrides": redact_text(" ".join(choice.overrides + list(extra_overrides)))[:5000],
                     **{f"holdout_{k}": f"{v:.6g}" for k, v in m.items()},
                     **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
                     "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
@@ -471,7 +476,7 @@ def _check_model_uri(client: MlflowClient, uri: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException:
-        raise UserError(f"no registered model '{name}' in {mlflow.get_tracking_uri()} "
+        raise UserError(f"no registered model '{name}' in {redact_url(mlflow.get_tracking_uri())} "
                         "(run `vaeok promote --study NAME` first)") from None
     try:
         if alias:
@@ -495,7 +500,8 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path | No
     uri = str(cfg.tracking.uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file() \
             and model_uri.startswith("models:/"):
-        raise UserError(f"no MLflow store at {uri} (run from the project directory, or promote a model first)")
+        raise UserError(f"no MLflow store at {redact_url(uri)} (run from the project directory, or promote a "
+                        "model first)")
     mlflow.set_tracking_uri(tracking.resolve_uri(uri))
     _check_model_uri(MlflowClient(), model_uri)
     return predict_csv(model_uri, input_path, output_path)

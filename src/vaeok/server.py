@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from vaeok.config import load_config
 from vaeok.errors import UserError
+from vaeok.redact import redact_text, redact_url
 
 DEFAULT_SERVER_BACKEND = "postgresql://postgres@127.0.0.1:5432/mlflow"
 
@@ -38,7 +39,7 @@ def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if "://" not in str(cfg.tracking.artifact_root):
         Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}, artifacts {cfg.tracking.artifact_root}); "
+    print(f"MLflow UI: http://127.0.0.1:{port}  (store {redact_url(uri)}, artifacts {cfg.tracking.artifact_root}); "
           "Ctrl-C stops it", flush=True)
     return _serve(ui_command(port, cfg.tracking))
 
@@ -93,13 +94,13 @@ def ensure_postgres_database(url: str) -> None:
     u = urlparse(url)
     name = u.path.lstrip("/")
     if not name:
-        raise UserError(f"no database name in {url}")
+        raise UserError(f"no database name in {redact_url(url)}")
     try:
         conn = psycopg.connect(host=u.hostname or "127.0.0.1", port=u.port or 5432, user=u.username or "postgres",
                                password=u.password, dbname="postgres", connect_timeout=5, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise UserError(f"cannot reach PostgreSQL at {u.hostname}:{u.port or 5432}: "
-                        f"{str(exc).strip().splitlines()[0]}") from None
+        raise UserError(redact_text(f"cannot reach PostgreSQL at {u.hostname}:{u.port or 5432}: "
+                                    f"{str(exc).strip().splitlines()[0]}")) from None
     with conn:  # autocommit: CREATE DATABASE cannot run inside a transaction
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -121,7 +122,7 @@ def server(port: int = 5000, backend_uri: str = DEFAULT_SERVER_BACKEND,
     dest = artifacts if "://" in artifacts else Path(artifacts).resolve().as_uri()
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
-    print(f"MLflow tracking server: http://127.0.0.1:{port}  (backend {backend_uri}, artifacts {dest})\n"
+    print(f"MLflow tracking server: http://127.0.0.1:{port}  (backend {redact_url(backend_uri)}, artifacts {dest})\n"
           f"workers log to it with:  MLFLOW_TRACKING_URI=http://127.0.0.1:{port} vaeok sweep ... tracking=server",
           flush=True)
     return _serve(server_command(port, backend_uri, dest))

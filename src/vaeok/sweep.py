@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vaeok import baseline, tracking
 from vaeok.config import load_config, load_trial_config, to_yaml
 from vaeok.errors import UserError
+from vaeok.redact import redact_text, redact_url
 from vaeok.run import run_experiment
 from vaeok.runtime import configure_runtime
 from vaeok.sweep_spec import StudySpec, check_keys, override, sample
@@ -60,7 +61,9 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
     s = dict(spec.sampler)
     kind, seed = s.pop("type"), int(s.pop("seed", 0)) + seed_offset
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **s)
+        with warnings.catch_warnings():  # `group` (conditional spaces) is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, **s)
     if kind in ("random", "one_at_a_time"):
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
@@ -98,7 +101,7 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
             failed_trial_callback=_retry_stale(retry_failed),
         )
     except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
-        raise UserError(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}") from None
+        raise UserError(redact_text(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}")) from None
 
 
 def _sqlite_connect(path: str) -> Callable[[], sqlite3.Connection]:
@@ -121,7 +124,9 @@ def _retry_stale(max_retry: int) -> Any:
         return None
     storages = optuna.storages
     cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    return cls(max_retry=max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=max_retry)
 
 
 def spec_hash(spec: StudySpec, base_overrides: list[str]) -> str:
@@ -406,7 +411,7 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
         return inner(trial)
 
     done0 = count(study, FINISHED)
-    log(f"study '{study.study_name}' ({opts.storage or DEFAULT_STORAGE}): {done0}/{n_trials} trials done")
+    log(f"study '{study.study_name}' ({redact_url(opts.storage or DEFAULT_STORAGE)}): {done0}/{n_trials} trials done")
     bar = _progress(n_trials, done0, opts.progress)
     start, failures, status = time.monotonic(), 0, "FINISHED"
     previous = _install_sigterm()

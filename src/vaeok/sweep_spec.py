@@ -26,6 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from vaeok.errors import UserError
+from vaeok.paths import safe_name
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsgaii", "one_at_a_time")
 PRUNERS = ("median", "hyperband", "none")
@@ -225,38 +226,74 @@ def load_spec(path: str | Path) -> StudySpec:
     if len(directions) > 1 and pruner["type"] != "none":
         pruner = {"type": "none"}  # Optuna does not prune multi-objective studies
     n_trials = raw.get("n_trials", 20)
-    if not isinstance(n_trials, int) or n_trials < 1:
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise UserError(f"{p}: n_trials must be a positive integer")
+    timeout = raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise UserError(f"{p}: timeout must be a positive number of seconds, got {timeout!r}")
+    name = str(raw.get("name", p.stem))
+    safe_name(name, f"{p}: study name")
     overrides = raw.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UserError(f"{p}: overrides must be a list of 'key=value' strings")
     space = [parse_param(str(k), v) for k, v in space_raw.items()]
     _check_conditions(p, space)
     return StudySpec(
-        name=str(raw.get("name", p.stem)), space=space,
+        name=name, space=space,
         directions=directions, metrics=metrics, sampler=sampler, pruner=pruner, n_trials=n_trials,
-        timeout=raw.get("timeout"), overrides=list(overrides), source=str(p),
+        timeout=timeout, overrides=list(overrides), source=str(p),
     )
 
 
 def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
-    """Fail before any trial if a searched key is not in the config, or a value does not compose."""
-    from vaeok.config import load_config
+    """Fail before any trial if a searched key is not in the config, a value does not compose or
+    cannot run on the data set (e.g. model.latent wider than the features), or the sampler/pruner
+    options are not accepted by Optuna."""
+    from vaeok.config import load_config, load_trial_config
+    from vaeok.data import load_dataset
+    from vaeok.preflight import check_data_against_config, check_regressor, load_checked_dataset
 
+    _check_optuna_objects(spec)
+    base = [*spec.overrides, *base_overrides]
+    base_cfg = load_config(base)
+    data = load_checked_dataset(base_cfg)
     for param in spec.space:
-        context = [*spec.overrides, *base_overrides]
-        if param.when is not None:  # probe under the condition (e.g. keys of one generator only)
-            context.append(override(param.when[0], param.when[1][0]))
-        cfg = load_config(context)
+        # probe under the entry's condition (e.g. keys of one generator only)
+        context = {} if param.when is None else {param.when[0]: param.when[1][0]}
+        cfg = load_trial_config(base, context)
         if OmegaConf.select(cfg, param.key, default="__missing__") == "__missing__":
             raise UserError(f"sweep space '{param.key}': no such config key")
         probes = list(param.choices) if param.kind == "categorical" else [param.low, param.high]
         for v in probes:
             value = int(v) if param.kind == "int" else v
             try:
-                load_config([*context, override(param.key, value)])
+                probe = load_trial_config(base, {**context, param.key: value})
+                rows = data if _same_rows(probe, base_cfg) else load_dataset(probe.data)
+                check_data_against_config(probe, rows)
+                check_regressor(probe)
             except UserError as exc:
                 raise UserError(f"sweep space '{param.key}' value {value!r}: {exc}") from None
+
+
+def _same_rows(a: Any, b: Any) -> bool:
+    """True if two configs read the same data set (batch size aside)."""
+    da = OmegaConf.to_container(a.data, resolve=True)
+    db = OmegaConf.to_container(b.data, resolve=True)
+    da.pop("batch_size", None)
+    db.pop("batch_size", None)
+    return da == db
+
+
+def _check_optuna_objects(spec: StudySpec) -> None:
+    """Build the spec's sampler and pruner once: unknown or bad options fail here, naming the spec."""
+    from vaeok.sweep import make_pruner, make_sampler
+
+    for what, build in (("sampler", make_sampler), ("pruner", make_pruner)):
+        try:
+            build(spec)
+        except (TypeError, ValueError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{spec.source or spec.name}: {what} {getattr(spec, what)}: {text}") from None
 
 
 def override(key: str, value: Any) -> str:

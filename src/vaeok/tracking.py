@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from vaeok.errors import UserError
+from vaeok.redact import redact_text
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -46,7 +47,7 @@ def _experiment_id(tracking: DictConfig, uri: str) -> str:
     except mlflow.exceptions.MlflowException as exc:
         if "already exists" in str(exc):  # created concurrently by another worker
             return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
-        raise UserError(f"MLflow store {uri}: {str(exc).splitlines()[0]}") from None
+        raise UserError(redact_text(f"MLflow store {uri}: {str(exc).splitlines()[0]}")) from None
 
 
 STATE_TAG = "vaeok.state"
@@ -111,8 +112,8 @@ def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: M
     ms = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()]
     for key, points in (series or {}).items():
         ms.extend(Metric(key, float(v), ts, int(step)) for step, v in points)
-    ps = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
-    tg = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    ps = [Param(k, redact_text(str(v))[:6000]) for k, v in (params or {}).items()]
+    tg = [RunTag(k, redact_text(str(v))) for k, v in (tags or {}).items()]
     for i in range(0, max(len(ms), 1), MAX_METRICS_PER_BATCH):
         chunk_p = ps[:MAX_PARAMS_PER_BATCH] if i == 0 else []
         client.log_batch(run_id, metrics=ms[i:i + MAX_METRICS_PER_BATCH], params=chunk_p, tags=tg if i == 0 else [])

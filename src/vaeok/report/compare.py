@@ -23,7 +23,7 @@ from omegaconf import DictConfig, open_dict
 from threadpoolctl import threadpool_limits
 
 from vaeok.config import load_config, to_yaml
-from vaeok.data import Dataset, load_dataset
+from vaeok.data import Dataset
 from vaeok.errors import UserError
 from vaeok.evaluation import (
     EvalResult,
@@ -37,6 +37,7 @@ from vaeok.evaluation import (
 )
 from vaeok.generators.base import NoGenerator, TrainSet, VirtualSet
 from vaeok.metrics import METRICS
+from vaeok.preflight import load_checked_dataset
 from vaeok.runtime import configure_runtime
 from vaeok.splits import Fold, inner_folds
 
@@ -585,7 +586,7 @@ def run_compare(overrides: Sequence[str] = (), log: Log = print) -> CompareOutco
     t_start = time.perf_counter()
     base, gen_cfgs, reg_nodes = compose_grid(overrides)
     configure_runtime(base.torch_threads)
-    data = load_dataset(base.data)
+    data = load_checked_dataset(base)
     out_dir = Path(base.compare.output_dir) if base.compare.output_dir else Path(tempfile.mkdtemp(prefix="vaeok-cmp-"))
 
     def work() -> tuple[CompareResult, list[Path]]:

@@ -1,0 +1,35 @@
+"""Where the project may write: relative paths from configs and names stay inside their root."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vaeok.errors import UserError
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def safe_name(name: str, what: str) -> str:
+    """`name` if it can be used as one file-name component (letters, digits, _ . -; no path
+    separators, no leading dot); else UserError naming `what`."""
+    if not _FILE_NAME.match(name) or ".." in name:
+        raise UserError(f"{what} '{name}' cannot be used in a file name: use letters, digits, _ . - only "
+                        "(no '/', no '..', not starting with '.')")
+    return name
+
+
+def inside(root: Path, relative: str | Path, what: str) -> Path:
+    """`root / relative` resolved; UserError naming `what` if it escapes `root` (e.g. via '..').
+
+    Absolute paths are the user's deliberate choice and are returned as given.
+    """
+    rel = Path(relative).expanduser()
+    if rel.is_absolute():
+        return rel
+    base = root.resolve()
+    target = (base / rel).resolve()
+    if target != base and base not in target.parents:
+        raise UserError(f"{what}={relative} escapes {base}; use a path inside it, or an absolute path "
+                        "if you mean to write elsewhere")
+    return target

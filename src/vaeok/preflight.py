@@ -1,0 +1,126 @@
+"""Checks that need the data set and the whole config, run by every entry point before any work.
+
+`vaeok run`, `sweep` (for the base config and every probed value of the search space), `compare`
+and `promote` call `load_checked_dataset`, so a config that cannot work on this data (more folds
+than rows, a VAE latent space wider than its input, a kriging system too large for memory, a
+regressor hyperparameter scikit-learn rejects) fails in seconds with the config key named, not
+after the VAE has trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from vaeok.data import Dataset, load_dataset
+from vaeok.errors import UserError
+
+# Above this many kriging training rows per fold (without labeler.max_points) the dense kriging
+# matrices need several GiB each: 100,000 rows x 3 features ran out of memory (34.5 GiB array).
+KRIGING_DENSE_MAX = 5000
+
+
+def load_checked_dataset(cfg: DictConfig) -> Dataset:
+    """The config's data set, checked against the config (`check_data_against_config`, `check_regressor`)."""
+    data = load_dataset(cfg.data)
+    check_data_against_config(cfg, data)
+    check_regressor(cfg)
+    return data
+
+
+def uses_vae(cfg: DictConfig) -> bool:
+    """True if the generator is the VAE (vae_ok, vae_vsg)."""
+    gen = cfg.get("generator")
+    return gen is not None and str(gen.get("_target_", "")).endswith("VAEGenerator")
+
+
+def uses_kriging(cfg: DictConfig) -> bool:
+    """True if virtual samples are labelled by ordinary kriging (a VAE that generates features only)."""
+    return uses_vae(cfg) and not bool(cfg.generator.get("joint", False))
+
+
+def development_row_count(cfg: DictConfig, n_rows: int) -> int:
+    """Rows left for cross-validation after the untouched outer holdout."""
+    from vaeok.splits import holdout_split
+
+    dev, _ = holdout_split(n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
+    return len(dev)
+
+
+def check_data_against_config(cfg: DictConfig, data: Dataset) -> None:
+    """UserError naming the config key if the config cannot run on `data` (checked before training)."""
+    ev = cfg.evaluation
+    n_dev = development_row_count(cfg, data.n_rows)
+    held = data.n_rows - n_dev
+    rows = f"{data.name} has {n_dev} development rows ({data.n_rows} minus a holdout of {held})"
+    kfold = ev.protocol != "loocv" and n_dev >= ev.loocv_below
+    if kfold and ev.n_splits > n_dev:
+        raise UserError(f"evaluation.n_splits={ev.n_splits} is more folds than rows: {rows}; "
+                        f"use evaluation.n_splits<={n_dev} or evaluation=loocv")
+    n_train = n_dev - (n_dev + ev.n_splits - 1) // ev.n_splits if kfold else n_dev - 1
+    if n_train < 2:
+        raise UserError(f"{rows}: a training fold would have {n_train} row(s); "
+                        "lower evaluation.holdout_fraction or add rows")
+    if uses_vae(cfg):
+        width = data.n_features + (1 if cfg.generator.get("joint", False) else 0)
+        what = f"{data.n_features} feature(s)" + (" + the target" if width > data.n_features else "")
+        if cfg.model.latent > width:
+            raise UserError(f"model.latent={cfg.model.latent} exceeds the VAE's input width {width} "
+                            f"({what} of {data.name}); set model.latent<={width}")
+    if uses_kriging(cfg):
+        _check_kriging(cfg, data, n_train)
+
+
+def _check_kriging(cfg: DictConfig, data: Dataset, n_train: int) -> None:
+    lab = cfg.labeler
+    if lab.backend == "pykrige" and data.n_features not in (2, 3):
+        raise UserError(f"labeler.backend=pykrige supports 2-3 features, {data.name} has {data.n_features}; "
+                        "use labeler.backend=auto or gstools")
+    points = n_train if lab.max_points is None else min(n_train, lab.max_points)
+    if lab.max_points is not None and lab.max_points < 3:
+        raise UserError(f"labeler.max_points={lab.max_points}: kriging needs at least 3 points")
+    if points > KRIGING_DENSE_MAX:
+        gib = 8 * points**2 / 2**30
+        raise UserError(f"labeler.max_points: kriging on {points} training rows per fold needs {gib:.1f} GiB "
+                        f"per matrix; set labeler.max_points (e.g. 1000; at most {KRIGING_DENSE_MAX})")
+
+
+def check_regressor(cfg: DictConfig) -> None:
+    """Instantiate the regressor and let scikit-learn validate its hyperparameters (UserError naming them)."""
+    node = cfg.get("regressor")
+    if node is None:
+        return
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        est = instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise UserError(f"regressor: cannot build {node.get('_target_')}: {_first_line(cause)}") from None
+    for part in _estimators(est):
+        validate = getattr(part, "_validate_params", None)
+        if validate is None:
+            continue
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"regressor: {_first_line(exc)}") from None
+
+
+def _estimators(est: Any) -> list[Any]:
+    """The estimator and the estimators nested in it (pipeline steps, wrapped regressors)."""
+    out = [est]
+    for step in getattr(est, "steps", None) or []:
+        out.extend(_estimators(step[1]))
+    for attr in ("regressor", "transformer", "estimator"):
+        inner = getattr(est, attr, None)
+        if inner is not None and hasattr(inner, "get_params"):
+            out.extend(_estimators(inner))
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
