@@ -222,3 +222,23 @@ def test_unreachable_optuna_storage_is_a_one_line_error(tmp_path: Path, capsys: 
     line = _one_line(capsys.readouterr().err)
     assert "Optuna storage" in line or "cannot create the store directory" in line
     assert "RUNNING" not in _statuses(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_multi_worker_sweep_reaches_its_workers(tmp_path: Path) -> None:
+    """The coordinator forwards SIGTERM to its worker processes: prompt exit 143, nothing left RUNNING."""
+    (tmp_path / "w.yaml").write_text(SPEC.format(name="w").replace("n_trials: 4", "n_trials: 30"))
+    storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    proc = _start(["sweep", "--spec", "w.yaml", "--no-progress", "--workers", "2", *TINY,
+                   "trainer.max_epochs=2000"], tmp_path)
+
+    def trial_running() -> bool:
+        return _statuses(tmp_path).count("RUNNING") >= 2  # the study parent and a trial
+
+    sent = _signal_when(proc, trial_running, signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 30, "workers were not told"  # else they go on (joined for 60 s)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    states = [t.state for t in optuna.load_study(study_name="w", storage=storage).trials]
+    assert TrialState.RUNNING not in states and TrialState.FAIL in states and states.count(TrialState.COMPLETE) < 30
+    assert "RUNNING" not in _statuses(tmp_path) and "KILLED" in _statuses(tmp_path)

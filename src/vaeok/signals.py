@@ -23,13 +23,17 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise(signum: int, _frame: FrameType | None) -> None:
+    # One-shot: a repeated SIGTERM (e.g. to every process of a group, and forwarded by a sweep
+    # coordinator) must not interrupt the cleanup that marks runs KILLED. SIGKILL still ends all.
+    signal.signal(signum, signal.SIG_IGN)
     raise Terminated(signum)
 
 
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises `Terminated` (a KeyboardInterrupt); the previous handler
-    is restored afterwards. Outside the main thread (no signal handlers there) it does nothing."""
+    """Within the block the first SIGTERM raises `Terminated` (a KeyboardInterrupt) and later ones
+    are ignored; the previous handler is restored afterwards. Outside the main thread (no signal
+    handlers there) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
