@@ -110,6 +110,16 @@ def test_failing_trials_are_fail_and_the_sweep_completes_its_budget(tmp_path: Pa
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
 
+def test_a_sweep_whose_trials_all_fail_stops_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "af.yaml").write_text("name: af\nsampler: {type: random, seed: 0}\npruner: none\nn_trials: 2\n"
+                                      "space:\n  model.hidden: int 4..16\n")
+    assert cli.main(["sweep", "--spec", "af.yaml", "--no-progress", *TINY, "model.lr=1e6"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stopped: too many failed trials" in line and "NumericalError: VAE loss is not finite" in line
+    runs = _runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FAILED"] * 4  # 3 trials + the study's parent run
+
+
 # -- degenerate kriging rows ----------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["pykrige", "gstools"])
 def test_duplicate_rows_with_different_labels_are_merged(backend: str) -> None:

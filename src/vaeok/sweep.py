@@ -361,7 +361,8 @@ def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = pr
 def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
               log: Callable[[str], None] = print) -> optuna.Study:
     """Run (or resume) a study in this process until it has n_trials COMPLETE/PRUNED trials
-    (or the timeout passes); the study's MLflow parent run ends with the sweep."""
+    (or the timeout passes); the study's MLflow parent run ends with the sweep. UserError if the
+    session stopped on too many failed trials (the study stays resumable)."""
     prep = prepare(spec, base_overrides, opts)
     status = "FINISHED"
     try:
@@ -374,6 +375,11 @@ def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
         raise
     finally:
         finish(prep, status)
+    if status == "FAILED":
+        last = _last_own_trial(prep.study)
+        reason = last.user_attrs.get("error", "see the MLflow runs") if last is not None else "see the MLflow runs"
+        raise UserError(f"study '{prep.study.study_name}' stopped: too many failed trials in this session "
+                        f"(last: {reason}); fix the cause and rerun (same spec and overrides resume this study)")
     return prep.study
 
 
