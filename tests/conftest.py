@@ -30,6 +30,8 @@ def tiny_cfg() -> DictConfig:
 
 
 def cli_env() -> dict[str, str]:
-    """Environment for CLI subprocesses."""
-    return {**os.environ, "VAEOK_CONFIG_DIR": str(CONF), "PYTHONWARNINGS": "ignore"}
+    """Environment for CLI subprocesses: this checkout's package first on the path (an absolute
+    PYTHONPATH, since subprocesses run in a temporary directory)."""
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "VAEOK_CONFIG_DIR": str(CONF), "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
 ROOT = REPO

@@ -116,6 +116,7 @@ def test_honest_protocol_never_tests_or_fits_on_held_out_rows(monkeypatch) -> No
     rows, and virtual rows never reach the test side."""
     cfg = load_config([*FAST, "generator=vae_ok", "regressor=brr"])
     dev, folds = _dev_folds(cfg)
+    evaluation.clear_caches()  # a labeler memoised by an earlier test would skip the spied fit
     seen_fit: list[np.ndarray] = []
     seen_test: list[np.ndarray] = []
     real_fit = evaluation.OrdinaryKrigingLabeler.fit

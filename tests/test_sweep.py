@@ -1,12 +1,8 @@
-"""Real (tiny) sweeps: end to end, pruning, failures, retries, resume after a signal, multi-objective."""
+"""Real (tiny) sweeps: end to end, pruning, failures, retries, multi-objective (interrupt + resume:
+test_interrupts.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -19,7 +15,7 @@ import vaeok.sweep as sweep_mod
 from vaeok.sweep import SweepOptions, run_sweep
 from vaeok.sweep_spec import load_spec
 
-from .conftest import TINY, cli_env
+from .conftest import TINY
 
 SPACE = "space:\n  model.hidden: int 4..16\n  model.lr: float 1e-3..1e-2 log\n"
 
@@ -28,10 +24,6 @@ def _spec(tmp_path: Path, extra: str = "", name: str = "t") -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text(f"name: {name}\nsampler: {{type: tpe, seed: 0}}\npruner: none\nn_trials: 3\n{extra}{SPACE}")
     return p
-
-
-def _storage(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/mlruns/optuna.db"
 
 
 def _runs(tmp_path: Path):
@@ -129,43 +121,3 @@ def test_spec_change_refuses_to_resume(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="different spec"):
         run_sweep(load_spec(_spec(tmp_path)), [*TINY, "generator=none", "seed=3"],
                   SweepOptions(progress=False, n_trials=1), log=lambda s: None)
-
-
-@pytest.mark.slow
-def test_interrupted_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, name="r").read_text().replace("n_trials: 3", "n_trials: 4")
-    (tmp_path / "r.yaml").write_text(spec)
-    cmd = [sys.executable, "-m", "vaeok.cli", "sweep", "--spec", "r.yaml", "--no-progress",
-           *TINY, "trainer.max_epochs=400"]  # trials of ~1-2 s: wide enough to catch one RUNNING
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    storage = _storage(tmp_path)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.25)
-        try:
-            trials = optuna.load_study(study_name="r", storage=storage).trials
-        except Exception:
-            continue
-        states = [t.state for t in trials]
-        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
-            break
-    os.kill(proc.pid, signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    mid = optuna.load_study(study_name="r", storage=storage).trials
-    assert TrialState.RUNNING not in [t.state for t in mid]
-    res = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    study = optuna.load_study(study_name="r", storage=storage)
-    states = [t.state for t in study.trials]
-    assert states.count(TrialState.COMPLETE) == 4
-    runs = _runs(tmp_path)
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    with_runs = [t for t in study.trials if "mlflow_run_id" in t.user_attrs]  # Ctrl-C may precede the run
-    assert len(children) == len(with_runs)  # one run per trial, none duplicated
-    assert sorted(int(r.data.tags["vaeok.trial"]) for r in children) == sorted(t.number for t in with_runs)
-    parents = [r for r in runs if r.data.tags.get("vaeok.role") == "study"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from vaeok.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
-from vaeok.redact import redact_url
+from vaeok.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError, one_line
+from vaeok.redact import redact_text, redact_url
+from vaeok.signals import exit_code, terminate_as_interrupt
+
+# OSErrors that mean "the store cannot be written": reported as the user's to fix (exit 2).
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                   errno.EEXIST}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -197,18 +204,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, dispatch, turn user errors into one line and exit code 2."""
+    """Entry point: parse, dispatch, and turn every failure into one line on stderr and an exit code:
+    2 bad input, config or storage (UserError, disk full, unwritable store), 1 anything else,
+    130 Ctrl-C, 143 SIGTERM. VAEOK_TRACEBACK=1 shows the traceback of unexpected errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with terminate_as_interrupt():
+            return func(args)
     except UserError as exc:
-        print(f"vaeok: error: {exc}", file=sys.stderr)
+        print(f"vaeok: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("vaeok: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"vaeok: interrupted ({str(exc) or 'SIGINT'})", file=sys.stderr)
+        return exit_code(exc)
+    except Exception as exc:
+        if os.environ.get("VAEOK_TRACEBACK"):
+            raise
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            print(f"vaeok: error: cannot write: {redact_text(str(exc))} (check free space and permissions of mlruns/, "
+                  "tracking.uri and tracking.artifact_root)", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"vaeok: error: unexpected {redact_text(one_line(exc))} (rerun with VAEOK_TRACEBACK=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
 from vaeok.data import Dataset
-from vaeok.errors import UserError
+from vaeok.errors import UserError, one_line
 from vaeok.generators.base import TrainSet, VirtualSet
 from vaeok.generators.vae import VAEGenerator
 from vaeok.kriging import OrdinaryKrigingLabeler
@@ -170,12 +170,20 @@ def sample_weight_params(model: Any, sample_weight: np.ndarray) -> dict[str, np.
                     "(needed by labeler.variance_weighting)")
 
 
+class RegressorFitError(UserError):
+    """The configured regressor raised while fitting (bad hyperparameter, unusable rows, ...)."""
+
+
 def fit_regressor(cfg: DictConfig, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Any:
-    """A fresh configured regressor fitted on (X, y), with per-row weights if given."""
+    """A fresh configured regressor fitted on (X, y), with per-row weights if given;
+    RegressorFitError (one line naming the regressor and its error) if its fit raises."""
     model = make_regressor(cfg)
-    if sample_weight is None:
-        return model.fit(X, y)
-    return model.fit(X, y, **sample_weight_params(model, sample_weight))
+    kwargs = {} if sample_weight is None else sample_weight_params(model, sample_weight)
+    try:
+        return model.fit(X, y, **kwargs)
+    except Exception as exc:
+        raise RegressorFitError(f"regressor {type(model).__name__} failed to fit {len(X)} rows: "
+                                f"{one_line(exc)}") from exc
 
 
 def augmented(cfg: DictConfig, train: TrainSet,

@@ -4,6 +4,11 @@ The variogram is estimated and fitted with gstools (any dimension) in the standa
 space of the training rows; the kriging system is solved by pykrige (2-3 features) or gstools
 (n-D). `variogram="auto"` picks the model with the lowest leave-one-out error on the training
 rows (closed-form ordinary-kriging LOO residuals, Dubrule 1983).
+
+Degenerate training rows: duplicate feature rows are merged (their labels averaged: a point can
+carry only one kriged value, and duplicates make the system singular); a constant target gives
+constant labels with zero kriging std; too few distinct rows to fit any variogram is a
+`KrigingError` (a UserError: one line, exit 2) naming the problem.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ VARIOGRAM_MODELS: dict[str, type[gs.CovModel]] = {
 BACKENDS = ("auto", "pykrige", "gstools")
 
 
-class KrigingError(RuntimeError):
-    """Kriging could not be fitted (singular system, degenerate variogram)."""
+class KrigingError(UserError, RuntimeError):
+    """Kriging could not be fitted to these rows (singular system, degenerate variogram)."""
 
 
 @dataclass
@@ -85,6 +90,9 @@ class OrdinaryKrigingLabeler:
         if self.max_points is not None and len(X) > self.max_points:
             idx = np.random.default_rng(self.seed).choice(len(X), self.max_points, replace=False)
             X, y = X[idx], y[idx]
+        n_rows = len(X)
+        X, y = merge_duplicates(X, y)
+        self.n_merged_ = n_rows - len(X)
         self.mean_ = X.mean(axis=0)
         self.scale_ = X.std(axis=0)
         self.scale_[self.scale_ == 0] = 1.0
@@ -92,6 +100,16 @@ class OrdinaryKrigingLabeler:
         self.y_ = y
         self._krig = None
         self.dim_ = X.shape[1]
+        self.constant_ = float(y[0]) if len(y) and np.ptp(y) == 0 else None
+        backend = self.backend
+        if backend == "auto":
+            backend = "pykrige" if self.dim_ in (2, 3) else "gstools"
+        if backend == "pykrige" and self.dim_ not in (2, 3):
+            raise UserError(f"labeler.backend=pykrige supports 2-3 features, data has {self.dim_}")
+        self.backend_ = backend
+        if self.constant_ is not None:  # kriging a constant field returns that constant, exactly
+            self.chosen_, self.model_, self.loo_rmse_, self.fit_errors_ = "constant", None, {}, {}
+            return self
         names = self.candidates if self.variogram == "auto" else (self.variogram,)
         fitted: dict[str, _Fitted] = {}
         self.fit_errors_: dict[str, str] = {}
@@ -101,16 +119,13 @@ class OrdinaryKrigingLabeler:
             except (KrigingError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
                 self.fit_errors_[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not fitted:
-            raise KrigingError(f"no variogram model could be fitted: {self.fit_errors_}")
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.fit_errors_.items())
+            raise KrigingError(f"ordinary kriging: no variogram model fits the {len(X)} distinct training rows "
+                               f"({self.n_merged_} duplicate rows merged) ({reasons}); the fold's data is "
+                               "degenerate: use more rows or another generator/labeler")
         self.chosen_ = min(fitted, key=lambda k: fitted[k].loo_rmse)
         self.model_ = fitted[self.chosen_].model
         self.loo_rmse_ = {k: v.loo_rmse for k, v in fitted.items()}
-        backend = self.backend
-        if backend == "auto":
-            backend = "pykrige" if self.dim_ in (2, 3) else "gstools"
-        if backend == "pykrige" and self.dim_ not in (2, 3):
-            raise UserError(f"labeler.backend=pykrige supports 2-3 features, data has {self.dim_}")
-        self.backend_ = backend
         return self
 
     def _fit_model(self, name: str) -> _Fitted:
@@ -150,6 +165,9 @@ class OrdinaryKrigingLabeler:
         if len(Z) == 0:
             empty = np.zeros(0)
             return (empty, empty) if return_std else empty
+        if getattr(self, "constant_", None) is not None:
+            mean, std = np.full(len(Z), self.constant_), np.zeros(len(Z))
+            return (mean, std) if return_std else mean
         if self.backend_ == "pykrige":
             mean, var = self._pykrige(Z)
         else:
@@ -197,6 +215,17 @@ class OrdinaryKrigingLabeler:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, var = ok.execute("points", *pts)
         return np.asarray(mean), np.asarray(var)
+
+
+def merge_duplicates(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with identical features merged into one (first-occurrence order) with the mean label."""
+    uniq, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    if len(uniq) == len(X):
+        return X, y
+    inverse = inverse.reshape(-1)
+    means = np.bincount(inverse, weights=y) / np.bincount(inverse)
+    order = np.argsort(first)
+    return uniq[order], means[order]
 
 
 def _bins(X: np.ndarray) -> dict:

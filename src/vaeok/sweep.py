@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,10 +27,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vaeok import baseline, tracking
 from vaeok.config import load_config, load_trial_config, to_yaml
-from vaeok.errors import UserError
+from vaeok.errors import UserError, one_line
 from vaeok.redact import redact_text, redact_url
 from vaeok.run import run_experiment
 from vaeok.runtime import configure_runtime
+from vaeok.signals import terminate_as_interrupt
 from vaeok.sweep_spec import StudySpec, check_keys, override, sample
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
@@ -193,13 +194,19 @@ def parent_run(study: optuna.Study, spec: StudySpec, base_overrides: list[str], 
                             tags={STUDY_TAG: study.study_name, "vaeok.role": "study",
                                   "git_commit": tracking.git_commit()})
     run_id = run.info.run_id
-    study.set_user_attr(PARENT_ATTR, run_id)
-    params = {f"spec.{k}": json.dumps(v, default=str) for k, v in spec.as_dict().items()}
-    params["base_overrides"] = " ".join(base_overrides)
-    tracking.log_batch(run_id, params=params)
-    cfg = load_config([*spec.overrides, *base_overrides])
-    client.log_text(run_id, to_yaml(cfg), "base_config.yaml")
-    client.log_text(run_id, json.dumps(spec.as_dict(), indent=2, default=str), "spec.json")
+    try:
+        study.set_user_attr(PARENT_ATTR, run_id)
+        params = {f"spec.{k}": json.dumps(v, default=str) for k, v in spec.as_dict().items()}
+        params["base_overrides"] = " ".join(base_overrides)
+        tracking.log_batch(run_id, params=params)
+        cfg = load_config([*spec.overrides, *base_overrides])
+        client.log_text(run_id, to_yaml(cfg), "base_config.yaml")
+        client.log_text(run_id, json.dumps(spec.as_dict(), indent=2, default=str), "spec.json")
+    except BaseException as exc:  # e.g. artifact store full or read-only: no parent left RUNNING
+        with suppress(Exception):
+            client.set_tag(run_id, tracking.ERROR_TAG, one_line(exc))
+            client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     return run_id
 
 
@@ -254,7 +261,7 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("error", reason(exc))
+            trial.set_user_attr("error", one_line(exc))
             raise
         metrics = outcome.result.metrics
         missing = [m for m in spec.metrics if m not in metrics]
@@ -265,12 +272,6 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
         return values if spec.multi_objective else values[0]
 
     return objective
-
-
-def reason(exc: BaseException) -> str:
-    """One-line `Type: first line of message` of an exception (recorded as a trial's error)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"
 
 
 def duplicate_of(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
@@ -354,7 +355,7 @@ def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = pr
             outcome = run_experiment(cfg, parent_run_id=prep.parent_id, name=f"{name}-baseline",
                                      extra_tags={STUDY_TAG: name, baseline.ROLE: baseline.BASELINE})
         except Exception as exc:  # the sweep goes on without a baseline; the next session retries
-            log(f"baseline (generator=none) FAILED: {reason(exc)}")
+            log(f"baseline (generator=none) FAILED: {one_line(exc)}")
             return
         metrics = {k: v for k, v in outcome.result.metrics.items() if k.count("/") == 1}
         study.set_user_attr(baseline.BASELINE_ATTR, {"metrics": metrics, "mlflow_run_id": outcome.run_id})
@@ -365,7 +366,8 @@ def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = pr
 def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
               log: Callable[[str], None] = print) -> optuna.Study:
     """Run (or resume) a study in this process until it has n_trials COMPLETE/PRUNED trials
-    (or the timeout passes); the study's MLflow parent run ends with the sweep."""
+    (or the timeout passes); the study's MLflow parent run ends with the sweep. UserError if the
+    session stopped on too many failed trials (the study stays resumable)."""
     prep = prepare(spec, base_overrides, opts)
     status = "FINISHED"
     try:
@@ -378,6 +380,11 @@ def run_sweep(spec: StudySpec, base_overrides: list[str], opts: SweepOptions,
         raise
     finally:
         finish(prep, status)
+    if status == "FAILED":
+        last = _last_own_trial(prep.study)
+        reason = last.user_attrs.get("error", "see the MLflow runs") if last is not None else "see the MLflow runs"
+        raise UserError(f"study '{prep.study.study_name}' stopped: too many failed trials in this session "
+                        f"(last: {reason}); fix the cause and rerun (same spec and overrides resume this study)")
     return prep.study
 
 
@@ -414,46 +421,58 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
     log(f"study '{study.study_name}' ({redact_url(opts.storage or DEFAULT_STORAGE)}): {done0}/{n_trials} trials done")
     bar = _progress(n_trials, done0, opts.progress)
     start, failures, status = time.monotonic(), 0, "FINISHED"
-    previous = _install_sigterm()
     try:
-        if not baseline.searches_baseline(spec):
-            run_baseline(prep, lock, log)
-        while True:
-            if timeout is not None and time.monotonic() - start >= timeout:
-                log(f"timeout of {timeout:g} s reached")
-                break
-            if failures >= max_failures:
-                log(f"stopping: {failures} failed trials in this session (see the 'error' of each trial)")
-                status = "FAILED"
-                break
-            lock.acquire()
-            try:
-                finished = count(study, FINISHED)
-                running = count(study, (TrialState.RUNNING,))
-                if finished >= n_trials:
+        with terminate_as_interrupt():
+            if not baseline.searches_baseline(spec):
+                run_baseline(prep, lock, log)
+            while True:
+                if timeout is not None and time.monotonic() - start >= timeout:
+                    log(f"timeout of {timeout:g} s reached")
                     break
-                if finished + running >= n_trials:  # the rest is being run by other workers
+                if failures >= max_failures:
+                    log(f"stopping: {failures} failed trials in this session (see the 'error' of each trial)")
+                    status = "FAILED"
+                    break
+                lock.acquire()
+                try:
+                    finished = count(study, FINISHED)
+                    running = count(study, (TrialState.RUNNING,))
+                    if finished >= n_trials:
+                        break
+                    if finished + running >= n_trials:  # the rest is being run by other workers
+                        lock.release()
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            optuna.storages.fail_stale_trials(study)
+                        time.sleep(poll_seconds)
+                        continue
+                    enqueue_retries(study, opts.retry_failed)
+                    study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                finally:
                     lock.release()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        optuna.storages.fail_stale_trials(study)
-                    time.sleep(poll_seconds)
-                    continue
-                enqueue_retries(study, opts.retry_failed)
-                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-            finally:
-                lock.release()
-            last = _last_own_trial(study)
-            if last is not None and last.state == TrialState.FAIL:
-                failures += 1
-                log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
-            _update_progress(bar, study, spec)
-            _log_best(study, spec, prep.parent_id)
+                last = _last_own_trial(study)
+                if last is not None and last.state == TrialState.FAIL:
+                    failures += 1
+                    log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
+                _update_progress(bar, study, spec)
+                _log_best(study, spec, prep.parent_id)
+    except KeyboardInterrupt:
+        fail_own_running(study)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     return status
+
+
+def fail_own_running(study: optuna.Study) -> None:
+    """Mark FAIL any trial this process left RUNNING (an interrupt that landed while Optuna was
+    recording the trial's end), so a resumed study does not wait for its heartbeat to go stale."""
+    pid = os.getpid()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("pid") == pid:
+            with suppress(Exception):
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
 
 def _last_own_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -544,9 +563,3 @@ def _update_progress(bar, study: optuna.Study, spec: StudySpec) -> None:
     if not spec.multi_objective and count(study, (TrialState.COMPLETE,)):
         bar.set_postfix_str(f"best {spec.metrics[0]}={study.best_value:.4f} (trial {study.best_trial.number})")
 
-
-def _install_sigterm():
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)

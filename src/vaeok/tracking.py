@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from vaeok.errors import UserError
+from vaeok.errors import UserError, one_line
 from vaeok.redact import redact_text
 
 MAX_METRICS_PER_BATCH = 1000
@@ -63,7 +63,10 @@ def absolute_sqlite_uri(uri: str) -> str:
     if not uri.startswith("sqlite:///"):
         return uri
     path = Path(uri.removeprefix("sqlite:///")).resolve()  # "sqlite:////abs" -> "/abs" stays absolute
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the store directory for {uri}: {exc}") from None
     return f"sqlite:///{path}"
 
 
@@ -75,32 +78,48 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
         nested: bool = False, parent_run_id: str | None = None,
         pruned: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that always ends: FINISHED, FAILED (exception, message tagged), KILLED
-    (interrupt), or KILLED with tag vaeok.state=PRUNED (an exception listed in `pruned`)."""
-    active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}),
-                              nested=nested, parent_run_id=parent_run_id)
+    (interrupt), or KILLED with tag vaeok.state=PRUNED (an exception listed in `pruned`).
+
+    On the failure paths a store that refuses the closing writes (disk full, read-only) never
+    hides the original exception."""
+    try:
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}),
+                                  nested=nested, parent_run_id=parent_run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise UserError(f"MLflow store {mlflow.get_tracking_uri()}: cannot start a run: "
+                        f"{str(exc).splitlines()[0]}") from None
     try:
         yield active
     except KeyboardInterrupt:
-        _end(STATE_TAG, "KILLED", "KILLED")
+        _end("KILLED", "KILLED", quiet=True)
         raise
     except pruned:
-        _end(STATE_TAG, "PRUNED", "KILLED")
+        _end("PRUNED", "KILLED", quiet=True)
         raise
     except BaseException as exc:
-        mlflow.set_tag(ERROR_TAG, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:5000])
+        with suppress(Exception):
+            mlflow.set_tag(ERROR_TAG, one_line(exc)[:5000])
         with suppress(Exception):
             mlflow.log_text(traceback.format_exc(), "error.txt")
-        _end(STATE_TAG, "FAILED", "FAILED")
+        _end("FAILED", "FAILED", quiet=True)
         raise
     else:
-        _end(STATE_TAG, "COMPLETE", "FINISHED")
+        _end("COMPLETE", "FINISHED")
 
 
-def _end(tag: str, state: str, status: str) -> None:
+def _end(state: str, status: str, quiet: bool = False) -> None:
+    """Tag vaeok.state and end the active run; quiet: swallow store errors (an exception is in flight)."""
     try:
-        mlflow.set_tag(tag, state)
-    finally:
-        mlflow.end_run(status)
+        mlflow.set_tag(STATE_TAG, state)
+    except Exception:
+        if not quiet:
+            mlflow.end_run(status)
+            raise
+    try:
+        mlflow.end_run(status)  # pops the run even if the store then refuses the update
+    except Exception:
+        if not quiet:
+            raise
 
 
 def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from vaeok.errors import UserError
+from vaeok.signals import Terminated, exit_code
 from vaeok.sweep import FINISHED, Prepared, SweepOptions, count, finish, prepare, work
 from vaeok.sweep_spec import StudySpec
 
@@ -37,8 +38,8 @@ def _worker(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, inde
     prep = Prepared(spec, base_overrides, study, parent_id, cfg.torch_threads)
     try:
         work(prep, opts, log=lambda msg: print(f"[worker {index}] {msg}", file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_code(exc))
 
 
 def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, n_workers: int,
@@ -70,8 +71,12 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
         if lost:
             print(f"warning: {len(lost)} worker(s) ended abnormally (exit codes {codes}); "
                   "their trials were marked FAIL and the others finished the study", file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
+        if isinstance(exc, Terminated):  # sent to this process only (Ctrl-C reaches the whole group)
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()  # each worker fails its trial and marks its run KILLED
         for p in procs:
             p.join(timeout=60)
         raise

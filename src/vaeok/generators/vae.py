@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from vaeok.errors import NumericalError
 from vaeok.generators.base import TrainSet, VirtualSet
 
 _ACTIVATIONS = {
@@ -177,8 +178,13 @@ class VAEModule(L.LightningModule):
         self.history["kld"].append(self._epoch_kld / n)
         self._epoch_recon = torch.zeros_like(self._epoch_recon)
         self._epoch_kld = torch.zeros_like(self._epoch_kld)
-        if not torch.isfinite(self.history["recon"][-1]).all():
-            raise FloatingPointError(f"VAE loss became non-finite at epoch {self.current_epoch}")
+        # One check of K numbers per epoch (no per-step sync): a diverged fold poisons its epoch sums.
+        bad = ~torch.isfinite(self.history["recon"][-1] + self.hparams.beta * self.history["kld"][-1])
+        if bad.any():
+            fold = int(bad.nonzero()[0, 0])
+            raise NumericalError(
+                f"VAE loss is not finite at epoch {self.current_epoch + 1} (fold {fold}); training diverged: "
+                f"lower model.lr (now {self.hparams.lr:g}) or model.beta (now {self.hparams.beta:g})")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -197,6 +203,10 @@ class VAEModule(L.LightningModule):
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
         z = torch.randn(self.n_folds, n, self.vae.latent, generator=gen)
         x = self.vae.decode(z) * self.scale[:, None, :] + self.mean[:, None, :]
+        bad = ~torch.isfinite(x).all(dim=(1, 2))
+        if bad.any():
+            raise NumericalError(f"VAE generated non-finite virtual samples (fold {int(bad.nonzero()[0, 0])}); "
+                                 f"lower model.lr (now {self.hparams.lr:g}) or model.beta (now {self.hparams.beta:g})")
         return [xi.numpy().astype(float) for xi in x]
 
 
@@ -250,10 +260,12 @@ class VAEGenerator:
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(self.module)
-        except SystemExit:
-            # Lightning turns Ctrl-C into sys.exit(1); surface it as the interrupt it was.
+        except SystemExit as exc:
+            # Lightning turns Ctrl-C (or SIGTERM, see vaeok.signals) into sys.exit(1); surface it as
+            # the interrupt it was, keeping which signal it was.
             if trainer.interrupted:
-                raise KeyboardInterrupt from None
+                cause = exc.__context__
+                raise (cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt()) from None
             raise
         finally:
             signal.signal(signal.SIGINT, sigint)  # Lightning sets SIG_IGN on interrupt

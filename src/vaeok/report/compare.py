@@ -585,6 +585,8 @@ def run_compare(overrides: Sequence[str] = (), log: Log = print) -> CompareOutco
 
     t_start = time.perf_counter()
     base, gen_cfgs, reg_nodes = compose_grid(overrides)
+    if base.tracking.enabled:
+        import mlflow  # importing mlflow resets its log level: before configure_runtime quiets it
     configure_runtime(base.torch_threads)
     data = load_checked_dataset(base)
     out_dir = Path(base.compare.output_dir) if base.compare.output_dir else Path(tempfile.mkdtemp(prefix="vaeok-cmp-"))
@@ -598,8 +600,6 @@ def run_compare(overrides: Sequence[str] = (), log: Log = print) -> CompareOutco
     if not base.tracking.enabled:
         result, files = work()
         return CompareOutcome(result, files, out_dir, None, time.perf_counter() - t_start)
-
-    import mlflow
 
     from vaeok import tracking
     from vaeok.run import run_tags
