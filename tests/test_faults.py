@@ -30,10 +30,16 @@ from .conftest import TINY
 
 
 class ExplodingRegressor(RegressorMixin, BaseEstimator):
-    """Test-only estimator whose fit raises (stands for any third-party regressor failure)."""
+    """Test-only estimator whose fit raises when `explode` (stands for any third-party regressor
+    failure that parameter validation cannot foresee)."""
+
+    def __init__(self, explode: bool = True) -> None:
+        self.explode = explode
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ExplodingRegressor:
-        raise RuntimeError("solver exploded")
+        if self.explode:
+            raise RuntimeError("solver exploded")
+        return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.zeros(len(X))
@@ -78,24 +84,27 @@ def test_non_finite_samples_are_caught_before_kriging() -> None:
 
 # -- a regressor whose fit raises -----------------------------------------------------------------
 def test_regressor_fit_failure_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["run", *TINY, "regressor.n_estimators=0"]) == 2  # sklearn rejects it at fit time
-    assert "regressor GradientBoostingRegressor failed to fit" in _one_line(capsys)
+    assert cli.main(["run", *TINY, "regressor.n_estimators=0"]) == 2  # refused before any work now
+    assert "n_estimators" in _one_line(capsys)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was started
     cfg = load_config([*TINY, "generator=none"])
     cfg.regressor = {"_target_": f"{__name__}.ExplodingRegressor"}
     with pytest.raises(RegressorFitError, match="ExplodingRegressor failed to fit .*RuntimeError: solver exploded"):
         run_experiment(cfg)
     runs = _runs(tmp_path)
-    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+    assert [r.info.status for r in runs] == ["FAILED"]
     assert all(r.data.tags["vaeok.error"].startswith("RegressorFitError: regressor") for r in runs)
 
 
 def test_failing_trials_are_fail_and_the_sweep_completes_its_budget(tmp_path: Path) -> None:
     spec = tmp_path / "faults.yaml"
     spec.write_text("name: faults\nsampler: {type: random, seed: 6}\npruner: none\nn_trials: 2\nspace:\n"
-                    "  model.lr: categorical [1000000.0, 0.002]\n  regressor.n_estimators: categorical [0, 10]\n")
-    # random seed 6 draws: lr=1e6 (NaN loss), n_estimators=0 (fit raises), then two good trials
+                    "  model.lr: categorical [1000000.0, 0.002]\n  regressor.explode: categorical [true, false]\n")
+    # random seed 6 draws: lr=1e6 (NaN loss), explode=true (fit raises), then two good trials
     messages: list[str] = []
-    study = run_sweep(load_spec(spec), TINY, SweepOptions(progress=False, max_failures=50), log=messages.append)
+    base = [*TINY, f"regressor._target_={__name__}.ExplodingRegressor", "~regressor.n_estimators",
+            "~regressor.learning_rate", "~regressor.max_depth", "~regressor.random_state", "+regressor.explode=true"]
+    study = run_sweep(load_spec(spec), base, SweepOptions(progress=False, max_failures=50), log=messages.append)
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -106,7 +115,8 @@ def test_failing_trials_are_fail_and_the_sweep_completes_its_budget(tmp_path: Pa
     for t in failed:
         run = runs[t.user_attrs["mlflow_run_id"]]
         assert run.info.status == "FAILED" and run.data.tags["vaeok.error"] == t.user_attrs["error"]
-    assert sum("FAILED" in m for m in messages) == len(failed)
+    assert sum(m.startswith("trial ") and "FAILED" in m for m in messages) == len(failed)
+    assert any(m.startswith("baseline (generator=none) FAILED: RegressorFitError") for m in messages)
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
 

@@ -101,7 +101,7 @@ def check_regressor(cfg: DictConfig) -> None:
         raise UserError(f"regressor: cannot build {node.get('_target_')}: {_first_line(cause)}") from None
     for part in _estimators(est):
         validate = getattr(part, "_validate_params", None)
-        if validate is None:
+        if validate is None or not hasattr(part, "_parameter_constraints"):  # third-party estimators
             continue
         try:
             validate()
