@@ -26,9 +26,13 @@ def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
         return res
 
-    vaeok("sweep", "--n-trials", "2", "--no-progress", *TINY)
-    out = vaeok("promote", "--study", "tpe").stdout
-    assert "becomes 'champion'" in out
+    # the default spec's first two trials: the no-augmentation baseline and the paper's VAE-OK default
+    sweep = vaeok("sweep", "--n-trials", "2", "--no-progress", *TINY, "trainer.max_epochs=100",
+                  "generator.n_virtual=100").stdout
+    assert "baseline" in sweep and "paper_default" in sweep and "no-augmentation baseline" in sweep
+    # promote the VAE-OK trial (at seconds-long settings it may lose to the baseline: the flag lets it)
+    out = vaeok("promote", "--study", "tpe", "--trial", "1", "--allow-worse-than-baseline").stdout
+    assert "becomes 'champion'" in out and "baseline (same config, generator=none) holdout r2" in out
     assert (tmp_path / "conf" / "experiment" / "promoted_tpe.yaml").is_file()
     rubber_surrogate().frame().drop(columns=["stress_600"]).head(5).to_csv(tmp_path / "X.csv", index=False)
     vaeok("predict", "--model", "models:/vaeok-rubber_surrogate@champion", "--input", "X.csv", "--output", "Y.csv")

@@ -72,7 +72,11 @@ def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
     df.index.name = "trial"
     text = df.to_string(float_format=lambda v: f"{v:.4g}")
     gain = baseline.summary_metrics(study, spec, top[0]).get("gain_over_baseline")
-    if gain is not None:
+    base_ref = refs.get(baseline.BASELINE)
+    if base_ref is not None and base_ref.trial == top[0].number:
+        text += (f"\nthe best trial is the no-augmentation baseline (trial {top[0].number}): no augmented "
+                 "trial beat it")
+    elif gain is not None:
         verdict = "better than" if gain > 0 else ("no better than" if gain == 0 else "WORSE than")
         text += (f"\nbest trial {top[0].number} is {verdict} the no-augmentation baseline: "
                  f"gain over baseline {gain:+.4f} ({spec.metrics[0]})")
