@@ -37,3 +37,18 @@ def test_run_ends_in_terminal_state(monkeypatch: pytest.MonkeyPatch, exc: BaseEx
         assert run.data.tags["vaeok.error"] == "FloatingPointError: VAE loss became non-finite at epoch 3"
         assert "error.txt" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert mlflow.active_run() is None
+
+
+def test_sqlite_stores_use_wal(tmp_path) -> None:
+    """MLflow's and Optuna's SQLite files are in WAL mode (commits without an fsync each)."""
+    import sqlite3
+
+    from vaeok.sweep import make_storage
+    from vaeok.tracking import setup
+
+    setup(load_config(["tracking.enabled=true"]).tracking)
+    mlflow.get_experiment_by_name("vaeok")
+    make_storage("sqlite:///mlruns/optuna.db", heartbeat=10, retry_failed=0)
+    for name in ("mlflow.db", "optuna.db"):
+        with sqlite3.connect(tmp_path / "mlruns" / name) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal", name

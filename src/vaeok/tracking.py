@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from vaeok.errors import UserError, one_line
 from vaeok.redact import redact_text
+from vaeok.sqlite_tuning import enable_wal
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -23,6 +24,8 @@ MAX_PARAMS_PER_BATCH = 100
 def setup(tracking: DictConfig) -> str:
     """Point MLflow at the configured store; return the experiment id (created if missing)."""
     uri = absolute_sqlite_uri(str(tracking.uri))
+    if uri.startswith("sqlite:"):
+        enable_wal()
     mlflow.set_tracking_uri(uri)
     key = (uri, str(tracking.experiment))
     if key in _EXPERIMENT_IDS:  # one lookup per process, not per trial
