@@ -52,3 +52,21 @@ def test_sqlite_stores_use_wal(tmp_path) -> None:
     for name in ("mlflow.db", "optuna.db"):
         with sqlite3.connect(tmp_path / "mlruns" / name) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal", name
+
+
+def test_a_swallowed_ctrl_c_still_ends_the_run_killed() -> None:
+    """Python drops exceptions raised in some callbacks (e.g. importlib's module-lock weakref
+    callback during a lazy import); the interrupt must still end the run KILLED."""
+    import signal
+
+    from vaeok import signals, tracking
+
+    exp_id = tracking.setup(load_config(["tracking.enabled=true"]).tracking)
+    with signals.terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        with tracking.run(exp_id, "swallowed"):
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass  # what "Exception ignored in ..." amounts to
+    run = _only_run()
+    assert run.info.status == "KILLED" and run.data.tags["vaeok.state"] == "KILLED"

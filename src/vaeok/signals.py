@@ -22,11 +22,40 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# The last interrupt raised by a handler and not yet seen by a run's cleanup. Python drops an
+# exception raised inside some callbacks (e.g. a Ctrl-C landing in importlib's module-lock weakref
+# callback during a lazy import prints "Exception ignored" and goes on); `raise_pending` re-raises
+# such a swallowed interrupt at the end of the run, so it still ends KILLED.
+_pending: KeyboardInterrupt | None = None
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
     # One-shot: a repeated SIGTERM (e.g. to every process of a group, and forwarded by a sweep
     # coordinator) must not interrupt the cleanup that marks runs KILLED. SIGKILL still ends all.
+    global _pending
     signal.signal(signum, signal.SIG_IGN)
-    raise Terminated(signum)
+    _pending = Terminated(signum)
+    raise _pending
+
+
+def _raise_sigint(_signum: int, _frame: FrameType | None) -> None:
+    global _pending
+    _pending = KeyboardInterrupt()
+    raise _pending
+
+
+def delivered() -> None:
+    """A KeyboardInterrupt reached its handler (a run's cleanup): nothing is pending any more."""
+    global _pending
+    _pending = None
+
+
+def raise_pending() -> None:
+    """Re-raise an interrupt that a signal handler raised but Python swallowed (see `_pending`)."""
+    global _pending
+    exc, _pending = _pending, None
+    if exc is not None:
+        raise exc
 
 
 @contextmanager
@@ -37,11 +66,15 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    delivered()
     previous = signal.signal(signal.SIGTERM, _raise)
+    previous_int = signal.signal(signal.SIGINT, _raise_sigint)
     try:
         yield
+        raise_pending()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from vaeok.errors import UserError, one_line
 from vaeok.redact import redact_text
+from vaeok.signals import delivered, raise_pending
 from vaeok.sqlite_tuning import enable_wal
 
 MAX_METRICS_PER_BATCH = 1000
@@ -93,7 +94,9 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
                         f"{str(exc).splitlines()[0]}") from None
     try:
         yield active
+        raise_pending()  # a Ctrl-C that Python swallowed during the run still ends it KILLED
     except KeyboardInterrupt:
+        delivered()
         _end("KILLED", "KILLED", quiet=True)
         raise
     except pruned:
