@@ -23,17 +23,13 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from vaeok.config import config_dir, load_config
+from vaeok.config import config_groups, load_config
 from vaeok.sweep_spec import Param, StudySpec, override
 
 ROLE = "vaeok.role"  # trial user attribute and MLflow tag
 BASELINE, PAPER_DEFAULT = "baseline", "paper_default"
 BASELINE_ATTR = "baseline"  # study user attribute holding a separately run baseline
 NO_AUGMENTATION, PAPER_GENERATOR = "none", "vae_ok"
-
-
-def _groups() -> set[str]:
-    return {p.name for p in config_dir().iterdir() if p.is_dir()}
 
 
 def _default(cfg: DictConfig, key: str, groups: set[str]) -> Any:
@@ -61,7 +57,7 @@ def contains(param: Param, value: Any) -> bool:
 def point(spec: StudySpec, base_overrides: list[str], fixed: dict[str, Any]) -> dict[str, Any] | None:
     """Values of the ACTIVE searched keys for the config defaults with `fixed` group choices, or
     None when a value is not inside the search space (then it cannot be enqueued)."""
-    groups = _groups()
+    groups = config_groups()
     cfg = load_config([*spec.overrides, *base_overrides, *(override(k, v) for k, v in fixed.items())])
     params: dict[str, Any] = {}
     for p in spec.space:

@@ -166,6 +166,11 @@ def config_dir() -> Path:
     return (Path(__file__).resolve().parents[2] / "conf").resolve()
 
 
+def config_groups() -> set[str]:
+    """Names of the config groups (sub-directories of the config root, e.g. generator, regressor)."""
+    return {p.name for p in config_dir().iterdir() if p.is_dir()}
+
+
 def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose conf/config.yaml with Hydra overrides; raise UserError on any composition problem."""
     cfg = _compose(tuple(overrides))
@@ -219,7 +224,7 @@ def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[
     """
     from vaeok.sweep_spec import override
 
-    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    groups = config_groups()
     choices = tuple(override(k, v) for k, v in values.items() if k in groups)
     key = (str(config_dir()), (*base_overrides, *choices))
     if key not in _BASE_CACHE:

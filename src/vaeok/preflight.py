@@ -78,8 +78,6 @@ def _check_kriging(cfg: DictConfig, data: Dataset, n_train: int) -> None:
         raise UserError(f"labeler.backend=pykrige supports 2-3 features, {data.name} has {data.n_features}; "
                         "use labeler.backend=auto or gstools")
     points = n_train if lab.max_points is None else min(n_train, lab.max_points)
-    if lab.max_points is not None and lab.max_points < 3:
-        raise UserError(f"labeler.max_points={lab.max_points}: kriging needs at least 3 points")
     if points > KRIGING_DENSE_MAX:
         gib = 8 * points**2 / 2**30
         raise UserError(f"labeler.max_points: kriging on {points} training rows per fold needs {gib:.1f} GiB "

@@ -58,7 +58,6 @@ TRIAL_TAG = "vaeok.trial"
 PROMOTE_TAG = "vaeok.promote"
 REPRODUCES_TAG = "vaeok.reproduces"
 _ABSENT = object()
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 # --- studies and trials ----------------------------------------------------------------------
@@ -296,15 +295,13 @@ class PromoteResult:
             gain = (new - b) if HIGHER_IS_BETTER[self.metric] else (b - new)
             lines.append(f"baseline (same config, generator=none) holdout {self.metric} {b:.4f}; "
                          f"candidate {new:.4f}; gain over baseline {gain:+.4f}")
-        if self.gate == GATE_REFUSED:
+        if self.gate == GATE_OVERRIDDEN:
+            lines.append(f"warning: the candidate is worse than the baseline ({new:.4f} vs {b:.4f}); promoted "
+                         "anyway because of --allow-worse-than-baseline (tag allow_worse_than_baseline=true)")
+        if self.gate == GATE_REFUSED:  # not compared with the champion
             lines.append(f"REFUSED: the candidate's holdout {self.metric} {new:.4f} is worse than the baseline's "
                          f"{b:.4f}; '{CHAMPION}' does not move, version {self.version} gets '{CHALLENGER}' "
                          "(--allow-worse-than-baseline overrides)")
-        elif self.gate == GATE_OVERRIDDEN:
-            lines.append(f"warning: the candidate is worse than the baseline ({new:.4f} vs {b:.4f}); promoted "
-                         "anyway because of --allow-worse-than-baseline (tag allow_worse_than_baseline=true)")
-        if self.gate == GATE_REFUSED:
-            pass  # the champion was not considered
         elif self.champion_before is None:
             lines.append(f"no current champion of '{self.model_name}': version {self.version} becomes '{CHAMPION}'")
         else:
@@ -378,9 +375,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     if holdout.n_rows < 2:
         raise UserError(f"evaluation.holdout_fraction={cfg.evaluation.holdout_fraction} leaves "
                         f"{holdout.n_rows} holdout rows; promote needs an outer holdout of at least 2 rows")
-    name = model_name or f"vaeok-{cfg.data.name}"
-    if not _NAME_RE.match(name):
-        raise UserError(f"--model-name '{name}': use letters, digits, _ . - only")
+    name = model_name or safe_name(f"vaeok-{cfg.data.name}", "model name vaeok-<data.name> (or pass --model-name)")
     exp_id = tracking.setup(cfg.tracking)
     client = MlflowClient()
     notes: list[str] = []
