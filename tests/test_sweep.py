@@ -121,3 +121,21 @@ def test_spec_change_refuses_to_resume(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="different spec"):
         run_sweep(load_spec(_spec(tmp_path)), [*TINY, "generator=none", "seed=3"],
                   SweepOptions(progress=False, n_trials=1), log=lambda s: None)
+
+
+def test_storage_opened_while_another_process_creates_its_tables(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: a process opening a NEW SQLite study database while another creates Optuna's
+    tables failed with "table studies already exists"; it now opens the finished schema."""
+    real = sweep_mod.RDBStorage
+    calls: list[int] = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) table studies already exists")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "RDBStorage", racing)
+    storage = sweep_mod.make_storage(f"sqlite:///{tmp_path}/mlruns/optuna.db", heartbeat=10, retry_failed=0)
+    assert len(calls) == 2 and storage.get_all_studies() == []

@@ -97,13 +97,20 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
         enable_wal()
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-            failed_trial_callback=_retry_stale(retry_failed),
-        )
-    except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
-        raise UserError(redact_text(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}")) from None
+    for attempt in range(3):
+        try:
+            return RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                failed_trial_callback=_retry_stale(retry_failed),
+            )
+        except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
+            # Two processes opening a NEW database at once both try to create Optuna's tables; the
+            # loser sees "table ... already exists" and simply opens the now-complete schema.
+            if "already exists" in str(exc) and attempt < 2:
+                time.sleep(0.5)
+                continue
+            raise UserError(redact_text(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}")) from None
+    raise AssertionError("unreachable")
 
 
 def _retry_stale(max_retry: int) -> Any:
