@@ -15,11 +15,10 @@ help:  ## list targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { command -v $(PY) >/dev/null 2>&1 && $(PY) -m venv $(VENV) || python3 -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install vaeok (torch==2.13.0 CPU)
+setup: $(STAMP)  ## create .venv and install vaeok with its test/lint tools (torch pinned in pyproject.toml: the CPU wheel on disk)
 
 run: $(STAMP)  ## one experiment with the paper's Table 1 config (ARGS="model.hidden=32 ...")
 	$(BIN)/vaeok run $(ARGS)

@@ -3,7 +3,7 @@
 Runs `python -m vaeok sweep --n-trials N --no-progress` (default spec sweeps/tpe.yaml) in a temp
 working directory (its own mlruns/ and Optuna DB) and reads the child's peak RSS with
 resource.getrusage(RUSAGE_CHILDREN) (and os.wait4 for that child alone). Also measures the CLI's
-start-up cost: `python -c "import vaeok.run, vaeok.sweep"` and `python -m vaeok --help`.
+start-up cost: `python -c "import vaeok.experiment, vaeok.study.sweep"` and `python -m vaeok --help`.
 
 Run: PYTHONPATH=src python benchmarks/memory.py [--n-trials 3]
 """
@@ -52,11 +52,12 @@ def main() -> None:
     if sweep["rc"] != 0:
         print("\n".join(sweep["tail"]))
         raise SystemExit(f"sweep failed with exit code {sweep['rc']}")
-    imports = [child([py, "-c", "import vaeok.run, vaeok.sweep"], tmp) for _ in range(args.startup_repeats)]
+    imports = [child([py, "-c", "import vaeok.experiment, vaeok.study.sweep"], tmp)
+               for _ in range(args.startup_repeats)]
     helps = [child([py, "-m", "vaeok", "--help"], tmp) for _ in range(args.startup_repeats)]
     rows = [
         (f"sweep --n-trials {args.n_trials} (wall s / peak RSS MB)", sweep["wall_s"], sweep["peak_rss_mb"]),
-        ("import vaeok.run+sweep (median)", median([c["wall_s"] for c in imports]),
+        ("import vaeok.experiment+sweep (median)", median([c["wall_s"] for c in imports]),
          median([c["peak_rss_mb"] for c in imports])),
         ("vaeok --help (median)", median([c["wall_s"] for c in helps]), median([c["peak_rss_mb"] for c in helps])),
     ]

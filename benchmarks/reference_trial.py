@@ -3,7 +3,7 @@
 Same work as `vaeok run` with the paper's Table 1 config (hidden 65, latent 2, ReLU, Adam lr
 0.002, batch 64, 400 epochs, 1000 virtual samples per fold, GBR) under the honest 5-fold
 protocol on the development rows: the same data, the same outer holdout and inner folds
-(vaeok.splits), the same kriging labeler class (vaeok.kriging.OrdinaryKrigingLabeler) and the
+(vaeok.data.splits), the same kriging labeler class (vaeok.labelers.kriging.OrdinaryKrigingLabeler) and the
 same sklearn GradientBoostingRegressor. Two ways to train the five fold-VAEs:
 
 * ``batched``: one plain torch loop over stacked weights (``torch.baddbmm``) on preloaded,
@@ -13,7 +13,7 @@ same sklearn GradientBoostingRegressor. Two ways to train the five fold-VAEs:
   other, each on its own fold's rows (same epochs, batch size, optimiser; different RNG stream).
 
 Cold/warm semantics match the harness: the harness memoises each fold's fitted kriging labeler
-in-process (vaeok.evaluation.fitted_labeler). ``cold`` = fit the labelers (empty cache);
+in-process (vaeok.evaluation.scoring.fitted_labeler). ``cold`` = fit the labelers (empty cache);
 ``warm`` = reuse labelers fitted earlier in the process (pass the same ``labelers`` dict).
 
 Run: PYTHONPATH=src python benchmarks/reference_trial.py [--repeats 3] [--threads 1]
@@ -32,10 +32,10 @@ from sklearn.ensemble import GradientBoostingRegressor
 from torch import nn
 
 import _common  # noqa: F401  (puts src/ on sys.path when run as a script)
-from vaeok.data import Dataset, rubber_surrogate
-from vaeok.kriging import OrdinaryKrigingLabeler
-from vaeok.metrics import ks_statistic, regression_metrics
-from vaeok.splits import Fold, holdout_split, inner_folds
+from vaeok.data.datasets import Dataset, rubber_surrogate
+from vaeok.data.splits import Fold, holdout_split, inner_folds
+from vaeok.evaluation.metrics import ks_statistic, regression_metrics
+from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def main() -> None:
             (f"peak RSS, sweep --n-trials {mem['n_trials']} (MB)", f"{s['sweep_peak_rss_mb']:.0f}", "< 1536",
              _ok(s["sweep_peak_rss_mb"] < 1536)),
             (f"wall, sweep --n-trials {mem['n_trials']} incl. start-up (s)", f"{s['sweep_wall_s']:.1f}", "", ""),
-            ("CLI start-up: import vaeok.run+sweep (s)", f"{s['import_s']:.2f}", "", ""),
+            ("CLI start-up: import vaeok.experiment+sweep (s)", f"{s['import_s']:.2f}", "", ""),
         ]
     sc = load("scale.json")
     if sc and sc.get("trial"):

@@ -9,7 +9,7 @@ Times grow ~n^3 (LOO inverse per variogram candidate + gstools' pseudo-inverse o
 matrix), memory ~n^2; the 8000-point cost is extrapolated from the measured exponent unless
 --try-full is given.
 
-Part B (one trial through vaeok.evaluation.evaluate on the 10k CSV, honest 5-fold on 8500
+Part B (one trial through vaeok.evaluation.scoring.evaluate on the 10k CSV, honest 5-fold on 8500
 development rows, 6800 training rows per fold), with labeler.max_points (default 1000) and a
 REDUCED epoch budget (--epochs, default 10; stated in the output) - training time is
 extrapolated linearly to the default 400 epochs.
@@ -49,8 +49,8 @@ def write_csv(path: Path) -> Path:
 
 
 def kriging_case(X_pool, y_pool, X_test, y_test, X_virtual, n: int, cap: int | None) -> dict:
-    from vaeok.kriging import OrdinaryKrigingLabeler
-    from vaeok.metrics import regression_metrics
+    from vaeok.evaluation.metrics import regression_metrics
+    from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
     lab = OrdinaryKrigingLabeler(max_points=cap, seed=42)
     t0 = time.perf_counter()
@@ -103,10 +103,10 @@ def main() -> None:
     trial = None
     if not args.skip_trial:
         from trial_overhead import timed_call
-        from vaeok.config import load_config
-        from vaeok.data import load_dataset
-        from vaeok.evaluation import evaluate
-        from vaeok.runtime import configure_runtime
+        from vaeok.config.compose import load_config
+        from vaeok.core.runtime import configure_runtime
+        from vaeok.data.datasets import load_dataset
+        from vaeok.evaluation.scoring import evaluate
 
         tmp = Path(tempfile.mkdtemp(prefix="vaeok-scale-"))
         csv = write_csv(tmp / "synthetic_10k.csv")

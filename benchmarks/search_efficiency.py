@@ -6,8 +6,8 @@ report, per seed, the first trial at which each study reaches (a) the best value
 one-at-a-time grid (sweeps/paper_grid.yaml, 28 points, run once here) and (b) the R2 of the
 paper's Table 1 default config, plus each study's best value and wall time.
 
-Trials use the real spec, sampler, pruner and Hydra composition (vaeok.sweep / sweep_spec) and the
-shared scoring (vaeok.evaluation.evaluate) with MLflow off and Optuna's in-memory storage, so the
+Trials use the real spec, sampler, pruner and Hydra composition (vaeok.study.sweep / sweep_spec) and the
+shared scoring (vaeok.evaluation.scoring.evaluate) with MLflow off and Optuna's in-memory storage, so the
 numbers measure the search, not the tracking. The evaluation seed is fixed (seed=42), so the
 objective is a deterministic function of the sampled point; only the sampler seed varies.
 
@@ -32,12 +32,13 @@ def main() -> None:
 
     import optuna
 
-    from vaeok.config import load_config
-    from vaeok.data import load_dataset
-    from vaeok.evaluation import evaluate
-    from vaeok.runtime import configure_runtime
-    from vaeok.sweep import enqueue_one_at_a_time, make_pruner, make_sampler
-    from vaeok.sweep_spec import load_spec, override, sample
+    from vaeok.config.compose import load_config
+    from vaeok.config.overrides import override
+    from vaeok.core.runtime import configure_runtime
+    from vaeok.data.datasets import load_dataset
+    from vaeok.evaluation.scoring import evaluate
+    from vaeok.study.spec import load_spec, sample
+    from vaeok.study.sweep import enqueue_one_at_a_time, make_pruner, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     base = ["tracking.enabled=false", *args.overrides]

@@ -2,9 +2,9 @@
 
 Cases (median of --repeats interleaved runs; seconds):
   ref batched / ref sequential   benchmarks/reference_trial.py (plain torch + same kriging + GBR)
-  harness evaluate               vaeok.evaluation.evaluate(cfg, data)  (Lightning, no MLflow)
-  run_experiment figs off / on   vaeok.run.run_experiment with MLflow (sqlite in a temp dir)
-  optuna trial                   one trial through vaeok.sweep.make_objective (Hydra compose + run)
+  harness evaluate               vaeok.evaluation.scoring.evaluate(cfg, data)  (Lightning, no MLflow)
+  run_experiment figs off / on   vaeok.experiment.run_experiment with MLflow (sqlite in a temp dir)
+  optuna trial                   one trial through vaeok.study.sweep.make_objective (Hydra compose + run)
 Each case is measured cold (kriging variograms fitted: empty per-fold labeler cache) and warm
 (variograms memoised, as in every trial after the first of a sweep). The reference keeps its
 own labeler dict with the same semantics.
@@ -28,7 +28,7 @@ from _common import RESULTS, env_info, median, median_table
 @contextmanager
 def harness_breakdown(times: dict[str, float]):
     """Time the harness's kriging fit/predict and GBR by wrapping evaluation's module functions."""
-    from vaeok import evaluation as ev
+    from vaeok.evaluation import scoring as ev
 
     originals = {n: getattr(ev, n) for n in ("fitted_labeler", "label_virtual", "fit_predict")}
 
@@ -70,8 +70,8 @@ def timed_call(fn, breakdown: bool = False) -> tuple[float, dict, object]:
 
 def pinned_spec():
     """A study spec whose every trial is the default config (so the work equals one default trial)."""
-    from vaeok.sweep import TRIAL_DEFAULTS
-    from vaeok.sweep_spec import Param, StudySpec
+    from vaeok.study.spec import Param, StudySpec
+    from vaeok.study.sweep import TRIAL_DEFAULTS
 
     space = [Param("trainer.max_epochs", "categorical", choices=(400,)),
              Param("model.lr", "categorical", choices=(0.002,)),
@@ -91,11 +91,12 @@ def main() -> None:
     import mlflow  # noqa: F401
     import optuna
 
-    from vaeok import evaluation, sweep
-    from vaeok.config import load_config
-    from vaeok.data import load_dataset
-    from vaeok.run import run_experiment
-    from vaeok.runtime import configure_runtime
+    from vaeok.config.compose import load_config
+    from vaeok.core.runtime import configure_runtime
+    from vaeok.data.datasets import load_dataset
+    from vaeok.evaluation import scoring as evaluation
+    from vaeok.experiment import run_experiment
+    from vaeok.study import sweep
     import_s = time.perf_counter() - t_import
 
     cfg = load_config(["tracking.enabled=false"])
@@ -142,7 +143,7 @@ def main() -> None:
         add("harness warm eval_every=200", lambda: evaluation.evaluate(cfg_int, data), True, ev_r2)
 
     # MLflow: the store lives in the temp cwd.
-    from vaeok.sweep import TRIAL_DEFAULTS
+    from vaeok.study.sweep import TRIAL_DEFAULTS
 
     ml_off = load_config(list(TRIAL_DEFAULTS))  # what a sweep trial logs
     ml_on = load_config(["tracking.log_figures=true"])
@@ -174,7 +175,7 @@ def main() -> None:
 
     # Direct measurements: the same calls with the evaluation replaced by its result, so the
     # overhead is timed on its own instead of as the difference of two noisy ~1.3 s totals.
-    import vaeok.run as run_mod
+    import vaeok.experiment as run_mod
 
     done = run_experiment(ml_off)
     real_evaluate, real_run = run_mod.evaluate, sweep.run_experiment

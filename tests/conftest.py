@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from vaeok.config import load_config
+from vaeok.config.compose import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

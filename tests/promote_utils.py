@@ -9,8 +9,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from vaeok.config import load_config
-from vaeok.run import run_experiment
+from vaeok.config.compose import load_config
+from vaeok.experiment import RunHooks, run_experiment
 
 from .conftest import CONF
 
@@ -46,7 +46,7 @@ def make_study(name: str, trials: list[dict[str, Any]], base: list[str] | None =
         cfg = load_config([*base, *(f"{k}={v}" for k, v in params.items())])
         attrs: dict[str, Any] = {}
         if log_runs:
-            out = run_experiment(cfg, extra_tags={"vaeok.study": name, "vaeok.trial": str(number)})
+            out = run_experiment(cfg, hooks=RunHooks(tags={"vaeok.study": name, "vaeok.trial": str(number)}))
             attrs["mlflow_run_id"] = out.run_id
             value = out.result.objective
         else:
@@ -63,7 +63,7 @@ def build_promoted(workdir: Path, second: bool = True) -> dict[str, Any]:
 
     These seconds-long configs are no better than no augmentation on the holdout, so the first
     promote overrides the baseline gate (tested on its own in test_baseline_gate.py)."""
-    from vaeok.registry import promote
+    from vaeok.registry.promote import promote
 
     study = make_study("tpe", [{"model.hidden": 16}, {"model.hidden": 8, "regressor.n_estimators": 2}])
     first = promote("tpe", STORAGE, model_name="rubber", allow_worse_than_baseline=True)

@@ -16,13 +16,13 @@ def one_line_error(args: list[str], capsys: pytest.CaptureFixture[str], monkeypa
     """Run the CLI expecting exit 2, one stderr line, and no experiment, study or comparison started."""
     import optuna
 
+    import vaeok.experiment
     import vaeok.report.compare
-    import vaeok.run
 
     def forbidden(*a: object, **k: object) -> None:
         raise AssertionError("work started although the config is bad")
 
-    monkeypatch.setattr(vaeok.run, "run_experiment", forbidden)
+    monkeypatch.setattr(vaeok.experiment, "run_experiment", forbidden)
     monkeypatch.setattr(optuna, "create_study", forbidden)
     monkeypatch.setattr(vaeok.report.compare, "compute", forbidden)
     code = main(args)

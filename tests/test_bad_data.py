@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaeok import data as data_mod
 from vaeok.cli import main
-from vaeok.data import MIN_ROWS, load_csv
-from vaeok.errors import UserError
+from vaeok.core.errors import UserError
+from vaeok.data import datasets as data_mod
+from vaeok.data.datasets import MIN_ROWS, load_csv
 
 from .conftest import REPO, TINY, cli_env
 
@@ -53,12 +53,12 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 def one_line_error(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the CLI expecting exit 2 with one stderr line, and no experiment started."""
-    import vaeok.run
+    import vaeok.experiment
 
     def no_training(*a: object, **k: object) -> None:
         raise AssertionError("training started although the input is bad")
 
-    monkeypatch.setattr(vaeok.run, "run_experiment", no_training)
+    monkeypatch.setattr(vaeok.experiment, "run_experiment", no_training)
     code, _, err = run_cli(args, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2, err
@@ -221,7 +221,7 @@ def test_latin1_loads_with_data_encoding(tmp_path: Path) -> None:
 
 
 def test_load_csv_default_row_limit_is_the_config_default() -> None:
-    from vaeok.config import DataConfig
+    from vaeok.config.schema import DataConfig
 
     assert DataConfig().max_rows == data_mod.DEFAULT_MAX_ROWS
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from vaeok.baseline import BASELINE, PAPER_DEFAULT, ROLE
 from vaeok.cli import main
-from vaeok.registry import CHALLENGER, CHAMPION, GATE_IS_BASELINE, GATE_OVERRIDDEN, GATE_REFUSED, promote
-from vaeok.sweep import SweepOptions, run_sweep
-from vaeok.sweep_report import format_top
-from vaeok.sweep_spec import load_spec
-from vaeok.tracking import resolve_uri
+from vaeok.registry.promote import CHALLENGER, CHAMPION, GATE_IS_BASELINE, GATE_OVERRIDDEN, GATE_REFUSED, promote
+from vaeok.study.baseline import BASELINE, PAPER_DEFAULT, ROLE
+from vaeok.study.report import format_top
+from vaeok.study.spec import load_spec
+from vaeok.study.sweep import SweepOptions, run_sweep
+from vaeok.tracking.runs import absolute_sqlite_uri
 
 from .promote_utils import FAST, STORAGE, copy_conf, make_study
 
@@ -68,7 +68,7 @@ def test_study_starts_with_baseline_and_paper_default_and_vae_ok_beats_baseline(
     assert paper.user_attrs[ROLE] == PAPER_DEFAULT
     assert paper.params == {"generator": "vae_ok", "generator.n_virtual": 1000, "model.hidden": 65}
     assert paper.value > base.value + 0.01
-    mlflow.set_tracking_uri(resolve_uri("sqlite:///mlruns/mlflow.db"))
+    mlflow.set_tracking_uri(absolute_sqlite_uri("sqlite:///mlruns/mlflow.db"))
     client = MlflowClient()
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     m = parent.data.metrics

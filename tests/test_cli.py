@@ -31,7 +31,7 @@ def test_run_logs_a_finished_run_with_params_metrics_artifacts(tmp_path: Path) -
     assert run.data.params["model.hidden"] == "65" and run.data.params["trainer.max_epochs"] == "5"
     for key in ("val/r2", "val/rmse", "val/mae", "val/mape", "val/ks"):
         assert key in run.data.metrics
-    assert {"data_hash", "git_commit", "protocol"} <= set(run.data.tags)
+    assert {"data_hash", "mlflow.source.git.commit", "protocol"} <= set(run.data.tags)
     assert run.info.run_name.startswith("vae_ok-GradientBoostingRegressor-h65-e5")
     history = MlflowClient().get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in history] == [1, 2, 3, 4, 5]

@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaeok import evaluation
-from vaeok.config import load_config
-from vaeok.data import rubber_surrogate
-from vaeok.errors import UserError
-from vaeok.evaluation import development_rows, fit_regressor, score_folds, score_paper
+from vaeok.config.compose import load_config
+from vaeok.core.errors import UserError
+from vaeok.data.datasets import rubber_surrogate
+from vaeok.data.splits import inner_folds
+from vaeok.evaluation import scoring as evaluation
+from vaeok.evaluation.scoring import development_rows, fit_regressor, score_folds, score_paper
 from vaeok.generators.base import TrainSet, VirtualSet
 from vaeok.generators.smote import NNISmoteGenerator
 from vaeok.report import compare as C
 from vaeok.report.ks import ks_repeats, ks_summary
 from vaeok.report.shap_report import explain
-from vaeok.splits import inner_folds
 
 FAST = ["experiment=compare_fast", "tracking.enabled=false"]
 SMALL_GRID = [*FAST, "compare.generators=[none,nni_smote,gmm_vsg]", "compare.regressors=[gbr,brr]",

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from vaeok.config import load_config
-from vaeok.errors import UserError
+from vaeok.config.compose import load_config
+from vaeok.core.errors import UserError
 
 from .conftest import CONF
 
@@ -61,8 +61,8 @@ def test_missing_config_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     {"generator": "gmm_vsg", "generator.n_virtual": 200, "labeler.nugget_fraction": 0.2},
 ])
 def test_trial_config_equals_full_composition(values: dict) -> None:
-    from vaeok.config import load_trial_config, to_yaml
-    from vaeok.sweep_spec import override
+    from vaeok.config.compose import load_trial_config, to_yaml
+    from vaeok.config.overrides import override
 
     base = ["experiment=smoke", "evaluation.eval_every_n_epochs=200"]
     fast = load_trial_config(base, values)
@@ -73,7 +73,7 @@ def test_trial_config_equals_full_composition(values: dict) -> None:
 
 
 def test_trial_config_rejects_bad_values() -> None:
-    from vaeok.config import load_trial_config
+    from vaeok.config.compose import load_trial_config
 
     with pytest.raises(UserError, match="max_epochs"):
         load_trial_config([], {"trainer.max_epochs": "abc"})

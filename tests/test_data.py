@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaeok.data import SURROGATE_FEATURES, load_csv, rubber_surrogate, surrogate_oracle
-from vaeok.errors import UserError
+from vaeok.core.errors import UserError
+from vaeok.data.datasets import SURROGATE_FEATURES, load_csv, rubber_surrogate, surrogate_oracle
 
 
 def test_surrogate_shape_and_moments() -> None:

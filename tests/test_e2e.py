@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vaeok.data import rubber_surrogate
+from vaeok.data.datasets import rubber_surrogate
 
 from .conftest import CONF, TINY, cli_env
 

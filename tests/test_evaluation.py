@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, open_dict
 
-import vaeok.evaluation as ev
+import vaeok.evaluation.scoring as ev
 import vaeok.generators.vae as vae_mod
-from vaeok.config import load_config
-from vaeok.data import load_dataset
-from vaeok.kriging import OrdinaryKrigingLabeler
-from vaeok.splits import holdout_split, inner_folds
+from vaeok.config.compose import load_config
+from vaeok.data.datasets import load_dataset
+from vaeok.data.splits import holdout_split, inner_folds
+from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 from .conftest import TINY
 

@@ -17,14 +17,14 @@ from optuna.trial import TrialState
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from vaeok import cli
-from vaeok.config import load_config
-from vaeok.data import rubber_surrogate
-from vaeok.errors import NumericalError, UserError
-from vaeok.evaluation import RegressorFitError
-from vaeok.kriging import KrigingError, OrdinaryKrigingLabeler
-from vaeok.run import run_experiment
-from vaeok.sweep import SweepOptions, run_sweep
-from vaeok.sweep_spec import load_spec
+from vaeok.config.compose import load_config
+from vaeok.core.errors import NumericalError, UserError
+from vaeok.data.datasets import rubber_surrogate
+from vaeok.evaluation.scoring import RegressorFitError
+from vaeok.experiment import run_experiment
+from vaeok.labelers.kriging import KrigingError, OrdinaryKrigingLabeler
+from vaeok.study.spec import load_spec
+from vaeok.study.sweep import SweepOptions, run_sweep
 
 from .conftest import TINY
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from vaeok.config import load_config
-from vaeok.data import rubber_surrogate
+from vaeok.config.compose import load_config
+from vaeok.data.datasets import rubber_surrogate
 from vaeok.generators.base import TrainSet
 from vaeok.generators.gmm import GMMGenerator
 from vaeok.generators.smote import NNISmoteGenerator
@@ -97,7 +97,7 @@ def test_gmm_sample_order_is_shuffled(train_sets: list[TrainSet]) -> None:
 
 
 def test_bad_parameters_raise_user_error() -> None:
-    from vaeok.errors import UserError
+    from vaeok.core.errors import UserError
 
     with pytest.raises(UserError, match="k_neighbors"):
         NNISmoteGenerator(k_neighbors=0)

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from vaeok import cli
-from vaeok.signals import Terminated, terminate_as_interrupt
+from vaeok.core.signals import Terminated, terminate_as_interrupt
 
 from .conftest import TINY, cli_env
 

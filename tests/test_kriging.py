@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vaeok.data import rubber_surrogate
-from vaeok.errors import UserError
-from vaeok.kriging import OrdinaryKrigingLabeler
+from vaeok.core.errors import UserError
+from vaeok.data.datasets import rubber_surrogate
+from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 
 @pytest.mark.parametrize("backend", ["pykrige", "gstools"])
@@ -57,9 +57,9 @@ def test_bad_settings() -> None:
 
 
 def test_auto_fits_every_candidate_on_the_default_folds() -> None:
-    from vaeok.config import load_config
-    from vaeok.evaluation import development_rows
-    from vaeok.splits import inner_folds
+    from vaeok.config.compose import load_config
+    from vaeok.data.splits import inner_folds
+    from vaeok.evaluation.scoring import development_rows
 
     cfg = load_config([])
     dev, _ = development_rows(cfg, rubber_surrogate())

@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error, r2_score
 
-from vaeok.metrics import ks_statistic, regression_metrics
+from vaeok.evaluation.metrics import ks_statistic, regression_metrics
 
 
 def test_metrics_match_sklearn() -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaeok.data import rubber_surrogate
-from vaeok.errors import UserError
-from vaeok.pipeline import validate_features
-from vaeok.tracking import resolve_uri
+from vaeok.core.errors import UserError
+from vaeok.data.datasets import rubber_surrogate
+from vaeok.registry.packaged import validate_features
+from vaeok.tracking.runs import absolute_sqlite_uri
 
 from .conftest import cli_env
 from .promote_utils import build_promoted, copy_conf
@@ -43,7 +43,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 def work(champion: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.chdir(champion["workdir"])
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(champion["workdir"] / "conf"))
-    mlflow.set_tracking_uri(resolve_uri("sqlite:///mlruns/mlflow.db"))
+    mlflow.set_tracking_uri(absolute_sqlite_uri("sqlite:///mlruns/mlflow.db"))
     return champion
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from vaeok.config import load_config
-from vaeok.data import load_csv
-from vaeok.errors import UserError
+from vaeok.config.compose import load_config
+from vaeok.core.errors import UserError
+from vaeok.data.datasets import load_csv
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -14,19 +14,19 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from vaeok.config import load_config
-from vaeok.errors import UserError
-from vaeok.registry import (
+from vaeok.config.compose import load_config
+from vaeok.config.overrides import override_value
+from vaeok.core.errors import UserError
+from vaeok.experiment import RunHooks, run_experiment
+from vaeok.registry.promote import (
     CHALLENGER,
     CHAMPION,
     config_from_run,
     config_hash,
     load_trial,
 )
-from vaeok.run import run_experiment
-from vaeok.server import ui_command
-from vaeok.sweep_spec import override_value
-from vaeok.tracking import resolve_uri
+from vaeok.tracking.runs import absolute_sqlite_uri
+from vaeok.tracking.server import ui_command
 
 from .conftest import cli_env
 from .promote_utils import STORAGE, build_promoted, copy_conf, make_study
@@ -47,7 +47,7 @@ def work(promoted: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     """Run a test inside the shared promote work directory."""
     monkeypatch.chdir(promoted["workdir"])
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(promoted["workdir"] / "conf"))
-    mlflow.set_tracking_uri(resolve_uri("sqlite:///mlruns/mlflow.db"))
+    mlflow.set_tracking_uri(absolute_sqlite_uri("sqlite:///mlruns/mlflow.db"))
     return promoted
 
 
@@ -86,8 +86,8 @@ def test_first_promote_becomes_champion_with_tags(work: dict[str, Any]) -> None:
 def test_holdout_is_the_fixed_untouched_split(work: dict[str, Any]) -> None:
     """The logged holdout rows are the configured split, and the packaged pipeline never saw them:
     exact kriging has zero std at its own training rows and positive std at the holdout rows."""
-    from vaeok.data import load_dataset
-    from vaeok.evaluation import development_rows
+    from vaeok.data.datasets import load_dataset
+    from vaeok.evaluation.scoring import development_rows
 
     first = work["first"]
     split = json.loads(mlflow.artifacts.load_text(f"runs:/{first.run_id}/holdout_split.json"))
@@ -135,7 +135,7 @@ def test_from_run_reproduces_logged_metrics_exactly(work: dict[str, Any]) -> Non
     run_id = work["study"].trials[1].user_attrs["mlflow_run_id"]
     logged = MlflowClient().get_run(run_id).data.metrics
     cfg = config_from_run(run_id)
-    out = run_experiment(cfg, extra_tags={"vaeok.reproduces": run_id})
+    out = run_experiment(cfg, hooks=RunHooks(tags={"vaeok.reproduces": run_id}))
     again = MlflowClient().get_run(out.run_id).data.metrics
     for key in ("val/r2", "val/rmse", "val/mae", "val/mape", "val/ks"):
         assert again[key] == logged[key], key

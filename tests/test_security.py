@@ -10,12 +10,13 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from vaeok import server, tracking
 from vaeok.cli import main
-from vaeok.config import flatten, load_config, to_yaml
-from vaeok.errors import UserError
-from vaeok.paths import inside, safe_name
-from vaeok.redact import redact_text, redact_url
+from vaeok.config.compose import flatten, load_config, to_yaml
+from vaeok.core.errors import UserError
+from vaeok.core.paths import inside, safe_name
+from vaeok.core.redact import redact_text, redact_url
+from vaeok.tracking import runs as tracking
+from vaeok.tracking import server
 
 from .conftest import REPO
 
@@ -84,7 +85,7 @@ def test_safe_name_accepts_plain_names() -> None:
 
 
 def test_write_overlay_rejects_escaping_names() -> None:
-    from vaeok.registry import write_overlay
+    from vaeok.registry.promote import write_overlay
 
     cfg = load_config(["tracking.enabled=false"])
     before = sorted(REPO.rglob("*.yaml"))

@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-import vaeok.sweep as sweep_mod
-from vaeok.sweep import SweepOptions, run_sweep
-from vaeok.sweep_spec import load_spec
+import vaeok.study.sweep as sweep_mod
+from vaeok.study.spec import load_spec
+from vaeok.study.sweep import SweepOptions, run_sweep
 
 from .conftest import TINY
 
@@ -83,11 +83,11 @@ def test_failed_trial_does_not_kill_the_sweep_and_is_retried(tmp_path: Path, mon
     real = sweep_mod.run_experiment
     calls = {"n": 0}
 
-    def flaky(cfg, **kw):
+    def flaky(cfg, *args, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise FloatingPointError("VAE loss became non-finite at epoch 3")
-        return real(cfg, **kw)
+        return real(cfg, *args, **kw)
 
     monkeypatch.setattr(sweep_mod, "run_experiment", flaky)
     messages: list[str] = []
@@ -114,7 +114,7 @@ def test_multi_objective_sweep(tmp_path: Path) -> None:
 
 
 def test_spec_change_refuses_to_resume(tmp_path: Path) -> None:
-    from vaeok.errors import UserError
+    from vaeok.core.errors import UserError
 
     run_sweep(load_spec(_spec(tmp_path)), [*TINY, "generator=none"], SweepOptions(progress=False, n_trials=1),
               log=lambda s: None)

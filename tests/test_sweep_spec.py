@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from vaeok.errors import UserError
-from vaeok.sweep_spec import check_keys, load_spec, override, parse_param
+from vaeok.config.overrides import override
+from vaeok.core.errors import UserError
+from vaeok.study.spec import check_keys, load_spec, parse_param
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,7 +113,7 @@ def test_bad_conditions(tmp_path: Path, space: str, match: str) -> None:
 def test_conditional_sampling_leaves_inactive_keys_out() -> None:
     import optuna
 
-    from vaeok.sweep_spec import sample
+    from vaeok.study.spec import sample
 
     spec = load_spec(REPO / "sweeps" / "tpe.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -124,7 +125,7 @@ def test_conditional_sampling_leaves_inactive_keys_out() -> None:
 
 
 def test_override_values_round_trip_through_hydra() -> None:
-    from vaeok.config import load_config
+    from vaeok.config.compose import load_config
 
     cfg = load_config([override("labeler.nugget_fraction", None), override("data.name", "a b"),
                        override("tracking.log_figures", False)])

@@ -6,8 +6,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-import vaeok.run as run_mod
-from vaeok.config import load_config
+import vaeok.experiment as run_mod
+from vaeok.config.compose import load_config
 
 from .conftest import TINY
 
@@ -43,8 +43,8 @@ def test_sqlite_stores_use_wal(tmp_path) -> None:
     """MLflow's and Optuna's SQLite files are in WAL mode (commits without an fsync each)."""
     import sqlite3
 
-    from vaeok.sweep import make_storage
-    from vaeok.tracking import setup
+    from vaeok.study.sweep import make_storage
+    from vaeok.tracking.runs import setup
 
     setup(load_config(["tracking.enabled=true"]).tracking)
     mlflow.get_experiment_by_name("vaeok")
@@ -59,7 +59,8 @@ def test_a_swallowed_ctrl_c_still_ends_the_run_killed() -> None:
     callback during a lazy import); the interrupt must still end the run KILLED."""
     import signal
 
-    from vaeok import signals, tracking
+    from vaeok.core import signals
+    from vaeok.tracking import runs as tracking
 
     exp_id = tracking.setup(load_config(["tracking.enabled=true"]).tracking)
     with signals.terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):

@@ -8,9 +8,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from vaeok.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError, one_line
-from vaeok.redact import redact_text, redact_url
-from vaeok.signals import exit_code, terminate_as_interrupt
+from vaeok.core.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError, one_line
+from vaeok.core.redact import redact_text, redact_url
+from vaeok.core.signals import exit_code, terminate_as_interrupt
 
 # OSErrors that mean "the store cannot be written": reported as the user's to fix (exit 2).
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
@@ -18,25 +18,26 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from vaeok.config import load_config
+    from vaeok.config.compose import load_config
 
     if args.from_run:
-        from vaeok.registry import REPRODUCES_TAG, config_from_run
-        from vaeok.run import run_experiment
+        from vaeok.experiment import RunHooks, run_experiment
+        from vaeok.registry.promote import config_from_run
+        from vaeok.tracking.tags import REPRODUCES_TAG
 
         cfg = config_from_run(args.from_run, args.overrides)
-        from vaeok.preflight import load_checked_dataset
+        from vaeok.evaluation.preflight import load_checked_dataset
 
-        load_checked_dataset(cfg)
-        outcome = run_experiment(cfg, extra_tags={REPRODUCES_TAG: args.from_run})
+        data = load_checked_dataset(cfg)
+        outcome = run_experiment(cfg, data, RunHooks(tags={REPRODUCES_TAG: args.from_run}))
     else:
         cfg = load_config(args.overrides)  # before the heavy imports: config errors answer fast
-        from vaeok.preflight import load_checked_dataset
+        from vaeok.evaluation.preflight import load_checked_dataset
 
-        load_checked_dataset(cfg)  # validate the data against the config before importing torch/mlflow
-        from vaeok.run import run_experiment
+        data = load_checked_dataset(cfg)  # validate the data against the config before importing torch/mlflow
+        from vaeok.experiment import run_experiment
 
-        outcome = run_experiment(cfg)
+        outcome = run_experiment(cfg, data)
     m = outcome.result.metrics
     p = outcome.result.objective_key.split("/")[0]
     print(f"data: {outcome.data.name} ({outcome.data.n_rows} rows, {outcome.data.n_features} features); "
@@ -49,9 +50,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from vaeok.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
-    from vaeok.sweep_report import format_top
-    from vaeok.sweep_spec import load_spec
+    from vaeok.study.report import format_top
+    from vaeok.study.spec import load_spec
+    from vaeok.study.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
 
     check_sweep_args(args)
     spec = load_spec(resolve_spec(args.spec))
@@ -59,7 +60,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                         retry_failed=args.retry_failed, progress=not args.no_progress,
                         heartbeat=args.heartbeat)
     if args.workers > 1:
-        from vaeok.workers import run_workers
+        from vaeok.study.workers import run_workers
 
         study = run_workers(spec, args.overrides, opts, args.workers)
     else:
@@ -74,7 +75,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def check_sweep_args(args: argparse.Namespace) -> None:
     """UserError naming the option if a sweep's command-line numbers or names cannot work."""
-    from vaeok.paths import safe_name
+    from vaeok.core.paths import safe_name
 
     if args.study is not None:
         safe_name(args.study, "--study")
@@ -90,7 +91,7 @@ def resolve_spec(spec: str) -> str:
     """A spec path as given, else under ./sweeps, next to the config dir, or in the checkout's sweeps/."""
     from pathlib import Path
 
-    from vaeok.config import config_dir
+    from vaeok.config.compose import config_dir
 
     checkout = Path(__file__).resolve().parents[2]  # editable install: the repository root
     roots = (Path("."), Path("sweeps"), config_dir().parent, config_dir().parent / "sweeps", checkout,
@@ -104,7 +105,7 @@ def resolve_spec(spec: str) -> str:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from vaeok.registry import DEFAULT_STORAGE, promote
+    from vaeok.registry.promote import DEFAULT_STORAGE, promote
 
     result = promote(args.study, args.storage or DEFAULT_STORAGE, args.metric, args.model_name, args.trial,
                      args.overrides, allow_worse_than_baseline=args.allow_worse_than_baseline)
@@ -113,7 +114,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from vaeok.registry import predict
+    from vaeok.registry.promote import predict
 
     out = predict(args.model, args.input, args.output)
     if args.output:
@@ -124,13 +125,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    from vaeok.server import server
+    from vaeok.tracking.server import server
 
     return server(args.port, args.backend_store_uri, args.artifacts)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from vaeok.server import ui
+    from vaeok.tracking.server import ui
 
     return ui(args.port)
 

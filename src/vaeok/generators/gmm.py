@@ -15,13 +15,13 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from vaeok.errors import UserError
-from vaeok.generators.base import TrainSet, VirtualSet
+from vaeok.core.errors import UserError
+from vaeok.generators.base import PlainGenerator, TrainSet, VirtualSet
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
-class GMMGenerator:
+class GMMGenerator(PlainGenerator):
     """Gaussian-mixture virtual sample generator (labels come from the mixture itself)."""
 
     def __init__(self, name: str = "gmm_vsg", n_virtual: int = 1000, max_components: int = 8,

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from vaeok.errors import UserError
-from vaeok.generators.base import TrainSet, VirtualSet
+from vaeok.core.errors import UserError
+from vaeok.generators.base import PlainGenerator, TrainSet, VirtualSet
 
 
-class NNISmoteGenerator:
+class NNISmoteGenerator(PlainGenerator):
     """SMOTE-style interpolation between a row and one of its k nearest neighbours."""
 
     def __init__(self, name: str = "nni_smote", n_virtual: int = 1000, k_neighbors: int = 5) -> None:

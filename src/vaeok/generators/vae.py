@@ -23,18 +23,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from vaeok.errors import NumericalError
+from vaeok.config.schema import ACTIVATIONS
+from vaeok.core.errors import NumericalError, UserError
 from vaeok.generators.base import TrainSet, VirtualSet
 
-_ACTIVATIONS = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "elu": nn.functional.elu,
-    "leaky_relu": nn.functional.leaky_relu,
-    "gelu": nn.functional.gelu,
-    "silu": nn.functional.silu,
-}
+_ACTIVATIONS = dict(zip(ACTIVATIONS, (torch.relu, torch.tanh, torch.sigmoid, nn.functional.elu,
+                                        nn.functional.leaky_relu, nn.functional.gelu, nn.functional.silu), strict=True))
 
 
 class StackedLinear(nn.Module):
@@ -251,6 +245,55 @@ class VAEGenerator:
         self.batch_size = batch_size
         self.module: VAEModule | None = None
 
+    trains_with_callbacks = True
+
+    @property
+    def labels_own_rows(self) -> bool:
+        """VAE-VSG decodes its own label column; VAE-OK rows are labelled by the labeler."""
+        return self.joint
+
+    def check_input(self, n_features: int) -> None:
+        """The latent space must not be wider than the VAE's input (features, + target if joint)."""
+        width = n_features + (1 if self.joint else 0)
+        latent = int(self.model.get("latent", 2))
+        if latent > width:
+            what = f"{n_features} feature(s)" + (" + the target" if self.joint else "")
+            raise UserError(f"model.latent={latent} exceeds the VAE's input width {width} ({what}); "
+                            f"set model.latent<={width}")
+
+    def describe(self) -> str:
+        """Hidden width, epochs, learning rate and batch size."""
+        epochs = self.trainer_cfg.get("max_epochs", "?")
+        return f"h{self.model.get('hidden')}-e{epochs}-lr{self.model.get('lr', 0):g}-b{self.batch_size}"
+
+    def export_state(self) -> dict[str, Any] | None:
+        """Weights, architecture and scaler of the fitted VAE (None before `fit`)."""
+        module = self.module
+        if module is None:
+            return None
+        hp = dict(module.hparams)
+        return {
+            "state_dict": {k: v.detach().clone() for k, v in module.vae.state_dict().items()},
+            "arch": {k: hp[k] for k in ("hidden", "n_layers", "latent", "activation")},
+            "n_in": int(module.data.shape[2]),
+            "mean": module.mean.clone(),
+            "scale": module.scale.clone(),
+            "joint": self.joint,
+            "seed": int(module.seed),
+        }
+
+    @staticmethod
+    def sample_state(state: dict[str, Any], n: int, seed: int | None = None) -> np.ndarray:
+        """Decode n draws of z ~ N(0, I) from exported VAE weights, in original units."""
+        vae = StackedVAE(1, state["n_in"], **state["arch"])
+        vae.load_state_dict(state["state_dict"])
+        vae.eval()
+        gen = torch.Generator().manual_seed(state["seed"] if seed is None else seed)
+        with torch.no_grad():
+            z = torch.randn(1, n, vae.latent, generator=gen)
+            x = vae.decode(z) * state["scale"][:, None, :] + state["mean"][:, None, :]
+        return x[0].numpy().astype(float)
+
     def fit(self, train_sets: Sequence[TrainSet], seed: int, callbacks: Sequence[L.Callback] = ()) -> VAEModule:
         """Train one VAE per training set (all at once) and keep the module."""
         arrays = [np.column_stack([t.X, t.y]) if self.joint else t.X for t in train_sets]
@@ -261,7 +304,7 @@ class VAEGenerator:
         try:
             trainer.fit(self.module)
         except SystemExit as exc:
-            # Lightning turns Ctrl-C (or SIGTERM, see vaeok.signals) into sys.exit(1); surface it as
+            # Lightning turns Ctrl-C (or SIGTERM, see vaeok.core.signals) into sys.exit(1); surface it as
             # the interrupt it was, keeping which signal it was.
             if trainer.interrupted:
                 cause = exc.__context__

@@ -5,7 +5,7 @@ Virtual samples are generated ONCE per generator for every fold plus the full de
 (one batched VAE training covers all of them), labelled once (kriging for VAE-OK), and then
 reused by every regressor, every variance variant and every point of the sample-count curve
 (which takes prefixes of the generated sets; every generator returns iid rows, so a prefix is
-a smaller draw). Scoring always goes through `vaeok.evaluation.score_folds` / `score_paper`.
+a smaller draw). Scoring always goes through `vaeok.evaluation.scoring.score_folds` / `score_paper`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from threadpoolctl import threadpool_limits
 
-from vaeok.config import load_config, to_yaml
-from vaeok.data import Dataset
-from vaeok.errors import UserError
-from vaeok.evaluation import (
-    EvalResult,
+from vaeok.config.compose import load_config, to_yaml
+from vaeok.core.errors import UserError, message
+from vaeok.core.runtime import configure_runtime
+from vaeok.data.datasets import Dataset
+from vaeok.data.splits import Fold, inner_folds
+from vaeok.evaluation.metrics import METRICS
+from vaeok.evaluation.preflight import load_checked_dataset
+from vaeok.evaluation.result import EvalResult
+from vaeok.evaluation.scoring import (
     apply_variance_policy,
     augmented,
     development_rows,
@@ -36,10 +40,6 @@ from vaeok.evaluation import (
     score_paper,
 )
 from vaeok.generators.base import NoGenerator, TrainSet, VirtualSet
-from vaeok.metrics import METRICS
-from vaeok.preflight import load_checked_dataset
-from vaeok.runtime import configure_runtime
-from vaeok.splits import Fold, inner_folds
 
 TABLE_METRICS = (*METRICS, "ks")
 Log = Callable[[str], None]
@@ -153,7 +153,7 @@ def generate_labelled(cfg: DictConfig, dev: Dataset, folds: Sequence[Fold], n: i
     try:
         generator = instantiate(cfg.generator, _recursive_=False)
     except Exception as exc:  # e.g. a key override the generator does not accept
-        raise UserError(f"generator {cfg.generator.get('name')}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"generator {cfg.generator.get('name')}: {message(exc)}") from None
     is_none = isinstance(generator, NoGenerator)
     if not is_none:
         generator.n_virtual = n
@@ -462,10 +462,10 @@ def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
     """Write every table (CSV + Markdown) and figure (PNG) under `out`; return the paths."""
     import matplotlib.pyplot as plt
 
-    from vaeok import plots
     from vaeok.report import figures as F
     from vaeok.report.fidelity import relative_errors
     from vaeok.report.shap_report import bar_plot, beeswarm_plot
+    from vaeok.tracking import plots
 
     cmp = result.cfg.compare
     tdir, fdir = out / "tables", out / "figures"
@@ -546,7 +546,7 @@ def write_artifacts(result: CompareResult, out: Path) -> list[Path]:
         v = take(s.dev, s.n_main)
         rng = np.random.default_rng(result.cfg.seed)
         pick = rng.choice(len(v.X), min(int(cmp.fidelity_plot_samples), len(v.X)), replace=False)
-        from vaeok.data import surrogate_oracle
+        from vaeok.data.datasets import surrogate_oracle
 
         errors = {g: relative_errors(take(gs.dev, gs.n_main).X, take(gs.dev, gs.n_main).y)
                   for g, gs in result.generated.items() if gs.n_main > 0}
@@ -601,8 +601,8 @@ def run_compare(overrides: Sequence[str] = (), log: Log = print) -> CompareOutco
         result, files = work()
         return CompareOutcome(result, files, out_dir, None, time.perf_counter() - t_start)
 
-    from vaeok import tracking
-    from vaeok.run import run_tags
+    from vaeok.experiment import run_tags
+    from vaeok.tracking import runs as tracking
 
     exp_id = tracking.setup(base.tracking)
     tags = {**run_tags(base, data), "kind": "compare", "generator": ",".join(gen_cfgs),

@@ -1,7 +1,7 @@
 """Virtual-label fidelity on the embedded surrogate: the analogue of the paper's Fig 10 MD check.
 
 The paper re-simulated 30 virtual samples by MD and found all labels within 5 %. Here the
-surrogate's noise-free generating function (`vaeok.data.surrogate_oracle`) plays the role of MD.
+surrogate's noise-free generating function (`vaeok.data.datasets.surrogate_oracle`) plays the role of MD.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaeok.data import surrogate_oracle
+from vaeok.data.datasets import surrogate_oracle
 
 
 def relative_errors(X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vaeok.data import Dataset
-from vaeok.evaluation import apply_variance_policy, make_labeler
+from vaeok.data.datasets import Dataset
+from vaeok.evaluation.metrics import ks_statistic
+from vaeok.evaluation.scoring import apply_variance_policy, make_labeler
 from vaeok.generators.base import NoGenerator, TrainSet, VirtualSet
-from vaeok.metrics import ks_statistic
 
 
 def ks_repeats(cfg: DictConfig, rows: Dataset, repeats: int) -> pd.DataFrame:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -24,20 +23,24 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from vaeok import baseline, tracking
-from vaeok.config import load_config, load_trial_config, to_yaml
-from vaeok.errors import UserError, one_line
-from vaeok.redact import redact_text, redact_url
-from vaeok.run import run_experiment
-from vaeok.runtime import configure_runtime
-from vaeok.signals import terminate_as_interrupt
-from vaeok.sqlite_tuning import enable_wal
-from vaeok.sweep_spec import StudySpec, check_keys, override, sample
+from vaeok.config.compose import load_config, load_trial_config, to_yaml
+from vaeok.config.overrides import override
+from vaeok.core.errors import UserError, message, one_line
+from vaeok.core.progress import trial_bar
+from vaeok.core.redact import redact_text, redact_url
+from vaeok.core.runtime import configure_runtime
+from vaeok.core.signals import terminate_as_interrupt
+from vaeok.data.datasets import load_dataset_cached
+from vaeok.experiment import RunHooks, run_experiment
+from vaeok.study import baseline
+from vaeok.study.samplers import make_pruner, make_sampler
+from vaeok.study.spec import StudySpec, check_keys, sample
+from vaeok.tracking import runs as tracking
+from vaeok.tracking.sqlite import enable_wal
+from vaeok.tracking.tags import ROLE_TAG, STUDY_TAG, TRIAL_TAG
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-STUDY_TAG = "vaeok.study"
-TRIAL_TAG = "vaeok.trial"
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
@@ -57,38 +60,6 @@ class SweepOptions:
 
 
 # -- Optuna objects ---------------------------------------------------------------------------
-def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded with spec seed + offset (distinct per worker and per session)."""
-    s = dict(spec.sampler)
-    kind, seed = s.pop("type"), int(s.pop("seed", 0)) + seed_offset
-    if kind == "tpe":
-        with warnings.catch_warnings():  # `group` (conditional spaces) is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, **s)
-    if kind in ("random", "one_at_a_time"):
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "grid":
-        return optuna.samplers.GridSampler({p.key: p.grid() for p in spec.space}, seed=seed)
-    if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **s)
-    if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **s)
-    if kind == "nsgaii":
-        return optuna.samplers.NSGAIISampler(seed=seed, **s)
-    raise UserError(f"unknown sampler '{kind}'")
-
-
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner."""
-    p = dict(spec.pruner)
-    kind = p.pop("type")
-    if kind == "median":
-        return optuna.pruners.MedianPruner(**p)
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(**p)
-    return optuna.pruners.NopPruner()
-
-
 def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
     """RDB storage with heartbeats, so trials of a killed process are marked FAIL (and retried)."""
     if url.startswith("sqlite:///"):
@@ -109,7 +80,7 @@ def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
             if "already exists" in str(exc) and attempt < 2:
                 time.sleep(0.5)
                 continue
-            raise UserError(redact_text(f"cannot open Optuna storage {url}: {str(exc).splitlines()[0]}")) from None
+            raise UserError(redact_text(f"cannot open Optuna storage {url}: {message(exc)}")) from None
     raise AssertionError("unreachable")
 
 
@@ -185,8 +156,8 @@ def parent_run(study: optuna.Study, spec: StudySpec, base_overrides: list[str], 
         except mlflow.exceptions.MlflowException:
             pass  # parent lost (e.g. tracking store changed): make a new one
     run = client.create_run(experiment_id, run_name=f"study-{study.study_name}",
-                            tags={STUDY_TAG: study.study_name, "vaeok.role": "study",
-                                  "git_commit": tracking.git_commit()})
+                            tags={STUDY_TAG: study.study_name, ROLE_TAG: "study",
+                                  **tracking.source_tags()})
     run_id = run.info.run_id
     try:
         study.set_user_attr(PARENT_ATTR, run_id)
@@ -245,13 +216,14 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {step} with {spec.metrics[0]}={value:.4f}")
 
-            outcome = run_experiment(
-                cfg, report=report if prune else None, parent_run_id=parent_id,
-                extra_tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number),
-                            **({baseline.ROLE: role} if role else {})},
+            hooks = RunHooks(
+                report=report if prune else None, parent_run_id=parent_id,
+                tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number),
+                      **({baseline.ROLE: role} if role else {})},
                 name=f"{trial.study.study_name}-t{trial.number:03d}", pruned=(optuna.TrialPruned,),
                 on_start=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
             )
+            outcome = run_experiment(cfg, load_dataset_cached(cfg.data), hooks)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -346,8 +318,9 @@ def run_baseline(prep: Prepared, lock: SlotLock, log: Callable[[str], None] = pr
         name = study.study_name
         try:
             cfg = load_config(baseline.baseline_overrides(prep.spec, prep.base_overrides))
-            outcome = run_experiment(cfg, parent_run_id=prep.parent_id, name=f"{name}-baseline",
-                                     extra_tags={STUDY_TAG: name, baseline.ROLE: baseline.BASELINE})
+            hooks = RunHooks(parent_run_id=prep.parent_id, name=f"{name}-baseline",
+                             tags={STUDY_TAG: name, baseline.ROLE: baseline.BASELINE})
+            outcome = run_experiment(cfg, load_dataset_cached(cfg.data), hooks)
         except Exception as exc:  # the sweep goes on without a baseline; the next session retries
             log(f"baseline (generator=none) FAILED: {one_line(exc)}")
             return
@@ -413,7 +386,7 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
 
     done0 = count(study, FINISHED)
     log(f"study '{study.study_name}' ({redact_url(opts.storage or DEFAULT_STORAGE)}): {done0}/{n_trials} trials done")
-    bar = _progress(n_trials, done0, opts.progress)
+    bar = trial_bar(n_trials, done0, opts.progress)
     start, failures, status = time.monotonic(), 0, "FINISHED"
     try:
         with terminate_as_interrupt():
@@ -466,7 +439,7 @@ def fail_own_running(study: optuna.Study) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("pid") == pid:
             with suppress(Exception):
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                study.tell(t.number, state=TrialState.FAIL)
 
 
 def _last_own_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -521,7 +494,7 @@ class SlotLock:
 
 
 def _finish_parent(study: optuna.Study, spec: StudySpec, parent_id: str, status: str) -> None:
-    from vaeok.sweep_report import log_study_artifacts
+    from vaeok.study.report import log_study_artifacts
 
     try:
         log_study_artifacts(study, spec, parent_id)
@@ -530,7 +503,7 @@ def _finish_parent(study: optuna.Study, spec: StudySpec, parent_id: str, status:
 
 
 def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
-    from vaeok.sweep_report import top_trials
+    from vaeok.study.report import top_trials
 
     states = {s.name: count(study, (s,)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     metrics = {f"trials/{k.lower()}": float(v) for k, v in states.items()}
@@ -539,14 +512,6 @@ def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
     if top:
         MlflowClient().set_tag(parent_id, "best_trial", str(top[0].number))
     tracking.log_batch(parent_id, metrics=metrics)
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
 
 
 def _update_progress(bar, study: optuna.Study, spec: StudySpec) -> None:

@@ -7,13 +7,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-from vaeok.csv_text import Table, delimiter_name, read_table
-from vaeok.errors import UserError
+from vaeok.core.errors import UserError
+from vaeok.data.csv_text import Table, delimiter_name, read_table
 
 MIN_ROWS = 10
 # Default data.max_rows: above it ordinary kriging on every fold's rows takes too long (see check_row_limit).
@@ -97,7 +98,7 @@ def load_csv(path: str | Path, target: str, features: list[str] | None = None, e
     """Load and validate a numeric CSV; raise UserError naming the bad file, column or row.
 
     Rows are named by their line in the file (as an editor or spreadsheet numbers them; the header
-    is line 1). What the reader accepts is described in `vaeok.csv_text`.
+    is line 1). What the reader accepts is described in `vaeok.data.csv_text`.
     """
     p = Path(path).expanduser()
     table = read_table(p, encoding, delimiter)
@@ -204,40 +205,42 @@ def _check_not_constant(X: np.ndarray, y: np.ndarray, features: list[str], targe
                         "there is nothing to predict")
 
 
-def validate_frame(df: pd.DataFrame, target: str, name: str, source: str) -> Dataset:
-    """Check a frame is numeric, finite, non-constant and large enough; return a Dataset."""
-    for col in df.columns:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(
-                f"{source}: column '{col}' row {row + 2} is not numeric: {df[col].iloc[row]!r}"
-            )
-        arr = values.to_numpy(dtype=float)
-        nonfinite = ~np.isfinite(arr)
-        if nonfinite.any():
-            row = int(np.flatnonzero(nonfinite)[0])
-            raise UserError(f"{source}: column '{col}' row {row + 2} is {_describe(df[col].iloc[row])}")
-        df = df.assign(**{col: arr})
-    if len(df) < MIN_ROWS:
-        raise UserError(f"{source}: {len(df)} rows; need at least {MIN_ROWS}")
-    features = [c for c in df.columns if c != target]
-    for col in features:
-        if np.ptp(df[col].to_numpy()) == 0:
-            raise UserError(f"{source}: feature column '{col}' is constant")
-    if np.ptp(df[target].to_numpy()) == 0:
-        raise UserError(f"{source}: target column '{target}' is constant")
-    X = df[features].to_numpy(dtype=float)
-    y = df[target].to_numpy(dtype=float)
-    return Dataset(X, y, tuple(map(str, features)), str(target), name)
+def same_rows(a: Any, b: Any) -> bool:
+    """True if two `data` config nodes read the same rows (the VAE batch size aside)."""
+    from omegaconf import OmegaConf
+
+    da = OmegaConf.to_container(a, resolve=True)
+    db = OmegaConf.to_container(b, resolve=True)
+    da.pop("batch_size", None)
+    db.pop("batch_size", None)
+    return da == db
 
 
-def _describe(value: object) -> str:
-    """Human name of a missing/non-finite cell value."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "missing (NaN)"
-    return f"not finite ({value!r})"
+_LOADED: dict[str, Dataset] = {}
+
+
+def _source_key(data_cfg: Any) -> str:
+    """What a data config reads: its settings (batch size aside) and, for a CSV, the file's
+    absolute path, size and modification time."""
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(data_cfg, resolve=True)
+    d.pop("batch_size", None)
+    if d.get("source") == "csv" and d.get("path"):
+        path = Path(str(d["path"])).resolve()
+        st = path.stat() if path.is_file() else None
+        d["path"] = (str(path), st.st_size if st else None, st.st_mtime_ns if st else None)
+    return repr(sorted(d.items()))
+
+
+def load_dataset_cached(data_cfg: Any) -> Dataset:
+    """`load_dataset`, reading and validating each data source once per process (sweep trials)."""
+    key = _source_key(data_cfg)
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_dataset(data_cfg)
+    return _LOADED[key]
 
 
 def load_dataset(data_cfg) -> Dataset:

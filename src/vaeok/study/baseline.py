@@ -23,10 +23,12 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from vaeok.config import config_groups, load_config
-from vaeok.sweep_spec import Param, StudySpec, override
+from vaeok.config.compose import config_groups, load_config
+from vaeok.config.overrides import override
+from vaeok.study.spec import Param, StudySpec
+from vaeok.tracking.tags import ROLE_TAG
 
-ROLE = "vaeok.role"  # trial user attribute and MLflow tag
+ROLE = ROLE_TAG  # trial user attribute and MLflow tag
 BASELINE, PAPER_DEFAULT = "baseline", "paper_default"
 BASELINE_ATTR = "baseline"  # study user attribute holding a separately run baseline
 NO_AUGMENTATION, PAPER_GENERATOR = "none", "vae_ok"

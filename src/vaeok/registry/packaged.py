@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import vaeok
-from vaeok.config import to_yaml
-from vaeok.data import Dataset
-from vaeok.errors import UserError
-from vaeok.evaluation import augmented, fit_regressor, fitted_labeler, label_virtual
+from vaeok.config.compose import to_yaml
+from vaeok.core.errors import UserError, message
+from vaeok.data.datasets import Dataset
+from vaeok.evaluation.scoring import augmented, fit_regressor, fitted_labeler, label_virtual
 from vaeok.generators.base import TrainSet
-from vaeok.generators.vae import StackedVAE, VAEGenerator, VAEModule
-from vaeok.kriging import OrdinaryKrigingLabeler
+from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 PRED_SUFFIX = "_pred"
 STD_SUFFIX = "_kriging_std"
@@ -54,17 +53,11 @@ class FittedPipeline:
     config_yaml: str
     n_virtual: int
     vae_state: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_kriging(self) -> bool:
         """True when virtual rows were labelled by kriging (so a kriging std is available)."""
         return self.labeler is not None
-
-    def output_columns(self) -> list[str]:
-        """Names of the prediction columns."""
-        cols = [self.target_name + PRED_SUFFIX]
-        return [*cols, self.target_name + STD_SUFFIX] if self.has_kriging else cols
 
     def predict_array(self, X: np.ndarray) -> pd.DataFrame:
         """Predictions (and kriging std where available) for a numeric feature matrix."""
@@ -111,17 +104,17 @@ def validate_features(df: pd.DataFrame, feature_names: tuple[str, ...] | list[st
 def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
     """Fit generator, labeler and regressor of `cfg` on `rows` (the development rows; never the holdout).
 
-    The same steps as one fold of `vaeok.evaluation.score_folds`, with all rows as training rows.
+    The same steps as one fold of `vaeok.evaluation.scoring.score_folds`, with all rows as training rows.
     """
     train = TrainSet(rows.X, rows.y)
     generator = instantiate(cfg.generator, _recursive_=False)
-    vae_state: dict[str, Any] | None = None
-    if isinstance(generator, VAEGenerator):
-        module = generator.fit([train], cfg.seed)
-        virtual = generator.virtual_sets(module)[0]
-        vae_state = _vae_state(module, generator)
+    if generator.trains_with_callbacks:
+        virtual = generator.virtual_sets(generator.fit([train], cfg.seed))[0]
     else:
         virtual = generator.generate([train], cfg.seed)[0]
+    vae_state = generator.export_state()
+    if vae_state is not None:
+        vae_state["generator"] = str(cfg.generator._target_)
     kriged = virtual.y is None and len(virtual.X) > 0
     virtual = label_virtual(cfg, virtual, train)
     regressor = fit_regressor(cfg, *augmented(cfg, train, virtual))  # weighted as in evaluation
@@ -135,32 +128,6 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
         n_virtual=len(virtual.X),
         vae_state=vae_state,
     )
-
-
-def _vae_state(module: VAEModule, generator: VAEGenerator) -> dict[str, Any]:
-    """Everything needed to rebuild the trained VAE (weights, architecture, scaler)."""
-    hp = dict(module.hparams)
-    return {
-        "state_dict": {k: v.detach().clone() for k, v in module.vae.state_dict().items()},
-        "arch": {k: hp[k] for k in ("hidden", "n_layers", "latent", "activation")},
-        "n_in": int(module.data.shape[2]),
-        "mean": module.mean.clone(),
-        "scale": module.scale.clone(),
-        "joint": generator.joint,
-        "seed": int(module.seed),
-    }
-
-
-def sample_vae(state: dict[str, Any], n: int, seed: int | None = None) -> np.ndarray:
-    """Decode n draws of z ~ N(0, I) from saved VAE weights, in original units."""
-    vae = StackedVAE(1, state["n_in"], **state["arch"])
-    vae.load_state_dict(state["state_dict"])
-    vae.eval()
-    gen = torch.Generator().manual_seed(state["seed"] if seed is None else seed)
-    with torch.no_grad():
-        z = torch.randn(1, n, vae.latent, generator=gen)
-        x = vae.decode(z) * state["scale"][:, None, :] + state["mean"][:, None, :]
-    return x[0].numpy().astype(float)
 
 
 # --- MLflow packaging --------------------------------------------------------------------------
@@ -185,9 +152,12 @@ class PackagedPipeline(mlflow.pyfunc.PythonModel):
 
     def sample_virtual(self, n: int, seed: int | None = None) -> np.ndarray:
         """Fresh virtual feature rows from the packaged VAE (needs a VAE generator)."""
-        if self.pipeline.vae_state is None:
-            raise ValueError("this pipeline has no VAE generator")
-        return sample_vae(self.pipeline.vae_state, n, seed)
+        state = self.pipeline.vae_state
+        if state is None:
+            raise ValueError("this pipeline has no generator state to sample from")
+        from hydra.utils import get_class
+
+        return get_class(state["generator"]).sample_state(state, n, seed)
 
 
 def log_pipeline(pipeline: FittedPipeline, example: pd.DataFrame, name: str = "model") -> mlflow.models.model.ModelInfo:
@@ -240,7 +210,7 @@ def load_pipeline(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise UserError(f"cannot load model '{model_uri}': {str(exc).splitlines()[0]}") from None
+        raise UserError(f"cannot load model '{model_uri}': {message(exc)}") from None
 
 
 def feature_names_of(model: mlflow.pyfunc.PyFuncModel) -> list[str]:
@@ -262,7 +232,7 @@ def predict_csv(model_uri: str, input_path: str | Path, output_path: str | Path 
     try:
         df = pd.read_csv(p)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{p}: cannot parse as CSV: {message(exc)}") from None
     model = load_pipeline(model_uri)
     features = feature_names_of(model)
     X = validate_features(df, features, source=str(p))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from omegaconf import DictConfig
 
-from vaeok import plots, tracking
-from vaeok.config import flatten, to_yaml
-from vaeok.data import Dataset, load_dataset
-from vaeok.evaluation import EvalResult, Reporter, evaluate
-from vaeok.runtime import configure_runtime
+from vaeok.config.compose import flatten, to_yaml
+from vaeok.core.runtime import configure_runtime
+from vaeok.data.datasets import Dataset, load_dataset
+from vaeok.evaluation.result import EvalResult, Reporter
+from vaeok.evaluation.scoring import evaluate
+from vaeok.tracking import plots
+from vaeok.tracking import runs as tracking
 
 # Config subtrees that only repeat other keys (interpolated into the generator) are not params.
 _DUPLICATE_PARAM_PREFIXES = ("generator.model.", "generator.trainer.", "generator.batch_size", "generator._")
@@ -31,12 +33,12 @@ class RunOutcome:
 
 def run_name(cfg: DictConfig) -> str:
     """Meaningful MLflow run name: generator, regressor and the swept VAE knobs."""
+    from vaeok.evaluation.preflight import generator_of
+
     reg = str(cfg.regressor._target_).rsplit(".", 1)[-1]
-    gen = cfg.generator.get("name", "gen")
-    if gen.startswith("vae"):
-        return (f"{gen}-{reg}-h{cfg.model.hidden}-e{cfg.trainer.max_epochs}"
-                f"-lr{cfg.model.lr:g}-b{cfg.data.batch_size}")
-    return f"{gen}-{reg}"
+    generator = generator_of(cfg)
+    knobs = generator.describe()
+    return f"{generator.name}-{reg}" + (f"-{knobs}" if knobs else "")
 
 
 def run_tags(cfg: DictConfig, data: Dataset) -> dict[str, str]:
@@ -44,7 +46,7 @@ def run_tags(cfg: DictConfig, data: Dataset) -> dict[str, str]:
     return {
         "data_hash": data.fingerprint(),
         "data_name": data.name,
-        "git_commit": tracking.git_commit(),
+        **tracking.source_tags(),
         "protocol": cfg.evaluation.protocol,
         "generator": str(cfg.generator.get("name", "")),
         "regressor": str(cfg.regressor._target_).rsplit(".", 1)[-1],
@@ -86,21 +88,34 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) 
         plt.close(fig)
 
 
-def run_experiment(cfg: DictConfig, report: Reporter | None = None, parent_run_id: str | None = None,
-                   extra_tags: dict[str, str] | None = None, name: str | None = None,
-                   pruned: tuple[type[BaseException], ...] = (),
-                   on_start: Callable[[str], None] | None = None) -> RunOutcome:
-    """Evaluate one config and (if tracking is enabled) log it as one MLflow run."""
+@dataclass
+class RunHooks:
+    """What a caller such as a sweep adds to one run: pruning reports, the parent run, tags, a
+    run name, exceptions that mean "pruned", and a callback once the MLflow run exists."""
+
+    report: Reporter | None = None
+    parent_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+    pruned: tuple[type[BaseException], ...] = ()
+    on_start: Callable[[str], None] | None = None
+
+
+def run_experiment(cfg: DictConfig, data: Dataset | None = None, hooks: RunHooks | None = None) -> RunOutcome:
+    """Evaluate one config on `data` (loaded from `cfg.data` if not given) and, if tracking is
+    enabled, log it as one MLflow run."""
+    hooks = hooks or RunHooks()
     configure_runtime(cfg.torch_threads)
-    data = load_dataset(cfg.data)
+    if data is None:
+        data = load_dataset(cfg.data)
     if not cfg.tracking.enabled:
-        return RunOutcome(evaluate(cfg, data, report), None, data)
+        return RunOutcome(evaluate(cfg, data, hooks.report), None, data)
     exp_id = tracking.setup(cfg.tracking)
-    tags = {**run_tags(cfg, data), **(extra_tags or {})}
-    with tracking.run(exp_id, name or run_name(cfg), tags, nested=parent_run_id is not None,
-                      parent_run_id=parent_run_id, pruned=pruned) as active:
-        if on_start is not None:
-            on_start(active.info.run_id)
-        result = evaluate(cfg, data, report)
+    tags = {**run_tags(cfg, data), **hooks.tags}
+    with tracking.run(exp_id, hooks.name or run_name(cfg), tags, nested=hooks.parent_run_id is not None,
+                      parent_run_id=hooks.parent_run_id, pruned=hooks.pruned) as active:
+        if hooks.on_start is not None:
+            hooks.on_start(active.info.run_id)
+        result = evaluate(cfg, data, hooks.report)
         log_result(cfg, data, result, active.info.run_id)
     return RunOutcome(result, active.info.run_id, data)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
+import functools
+import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -13,13 +14,11 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from vaeok.errors import UserError, one_line
-from vaeok.redact import redact_text
-from vaeok.signals import delivered, raise_pending
-from vaeok.sqlite_tuning import enable_wal
-
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_PER_BATCH = 100
+from vaeok.core.errors import UserError, message, one_line
+from vaeok.core.redact import redact_text
+from vaeok.core.signals import delivered, raise_pending
+from vaeok.tracking.sqlite import enable_wal
+from vaeok.tracking.tags import ERROR_TAG, STATE_TAG
 
 
 def setup(tracking: DictConfig) -> str:
@@ -51,11 +50,9 @@ def _experiment_id(tracking: DictConfig, uri: str) -> str:
     except mlflow.exceptions.MlflowException as exc:
         if "already exists" in str(exc):  # created concurrently by another worker
             return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
-        raise UserError(redact_text(f"MLflow store {uri}: {str(exc).splitlines()[0]}")) from None
+        raise UserError(redact_text(f"MLflow store {uri}: {message(exc)}")) from None
 
 
-STATE_TAG = "vaeok.state"
-ERROR_TAG = "vaeok.error"
 
 
 def absolute_sqlite_uri(uri: str) -> str:
@@ -74,8 +71,6 @@ def absolute_sqlite_uri(uri: str) -> str:
     return f"sqlite:///{path}"
 
 
-resolve_uri = absolute_sqlite_uri
-
 
 @contextmanager
 def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None,
@@ -91,7 +86,7 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
                                   nested=nested, parent_run_id=parent_run_id)
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"MLflow store {mlflow.get_tracking_uri()}: cannot start a run: "
-                        f"{str(exc).splitlines()[0]}") from None
+                        f"{message(exc)}") from None
     try:
         yield active
         raise_pending()  # a Ctrl-C that Python swallowed during the run still ends it KILLED
@@ -131,31 +126,24 @@ def _end(state: str, status: str, quiet: bool = False) -> None:
 def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,
               tags: Mapping[str, str] | None = None,
               series: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> None:
-    """Log scalars, params, tags and (step, value) series in as few requests as MLflow allows."""
-    client = MlflowClient()
-    ts = _now_ms()
+    """Log scalars, params, tags and (step, value) series in one `log_batch` (MLflow splits it
+    into as many requests as its limits need); passwords in values are masked."""
+    ts = int(time.time() * 1000)
     ms = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()]
     for key, points in (series or {}).items():
         ms.extend(Metric(key, float(v), ts, int(step)) for step, v in points)
     ps = [Param(k, redact_text(str(v))[:6000]) for k, v in (params or {}).items()]
     tg = [RunTag(k, redact_text(str(v))) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(ms), 1), MAX_METRICS_PER_BATCH):
-        chunk_p = ps[:MAX_PARAMS_PER_BATCH] if i == 0 else []
-        client.log_batch(run_id, metrics=ms[i:i + MAX_METRICS_PER_BATCH], params=chunk_p, tags=tg if i == 0 else [])
-    for i in range(MAX_PARAMS_PER_BATCH, len(ps), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=ps[i:i + MAX_PARAMS_PER_BATCH])
+    MlflowClient().log_batch(run_id, metrics=ms, params=ps, tags=tg)
 
 
-def git_commit() -> str:
-    """The checkout's commit hash, or 'unknown' outside git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """MLflow's source system tag for the code that runs: the git commit of the vaeok package's
+    checkout (not of the working directory), if it is one."""
+    from mlflow.utils.git_utils import get_git_commit
 
+    import vaeok
 
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
+    commit = get_git_commit(str(Path(vaeok.__file__).resolve().parent))
+    return {"mlflow.source.git.commit": commit} if commit else {}

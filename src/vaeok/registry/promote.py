@@ -33,30 +33,28 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vaeok import tracking
-from vaeok.config import Config, config_dir, flatten, load_config, to_yaml, validate_config
-from vaeok.data import Dataset
-from vaeok.errors import UserError
-from vaeok.evaluation import development_rows
-from vaeok.metrics import METRICS, regression_metrics
-from vaeok.paths import safe_name
-from vaeok.pipeline import fit_pipeline, log_pipeline
-from vaeok.preflight import load_checked_dataset
-from vaeok.redact import redact_text, redact_url
-from vaeok.runtime import configure_runtime
-from vaeok.splits import holdout_split
-from vaeok.sweep import DEFAULT_STORAGE
-from vaeok.sweep_report import top_trials
-from vaeok.sweep_spec import override
+from vaeok.config.compose import config_dir, flatten, load_config, to_yaml
+from vaeok.config.overrides import override
+from vaeok.config.schema import Config, validate_config
+from vaeok.core.errors import UserError, message
+from vaeok.core.paths import safe_name
+from vaeok.core.redact import redact_text, redact_url
+from vaeok.core.runtime import configure_runtime
+from vaeok.data.datasets import Dataset
+from vaeok.data.splits import holdout_split
+from vaeok.evaluation.metrics import METRICS, regression_metrics
+from vaeok.evaluation.preflight import load_checked_dataset
+from vaeok.evaluation.scoring import development_rows
+from vaeok.registry.packaged import fit_pipeline, log_pipeline
+from vaeok.study.report import top_trials
+from vaeok.study.sweep import DEFAULT_STORAGE
+from vaeok.tracking import runs as tracking
+from vaeok.tracking.tags import PROMOTE_TAG, STUDY_TAG, TRIAL_TAG
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 GATE_PASSED, GATE_REFUSED, GATE_OVERRIDDEN, GATE_IS_BASELINE = "passed", "refused", "overridden", "is_baseline"
 HIGHER_IS_BETTER = {"r2": True, "rmse": False, "mae": False, "mape": False}
-STUDY_TAG = "vaeok.study"
-TRIAL_TAG = "vaeok.trial"
-PROMOTE_TAG = "vaeok.promote"
-REPRODUCES_TAG = "vaeok.reproduces"
 _ABSENT = object()
 
 
@@ -101,7 +99,7 @@ def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: in
         known = ", ".join(sorted(names)) if names else "none"
         raise UserError(f"unknown study '{study_name}' in {redact_url(storage)} (studies: {known})") from None
     except Exception as exc:  # bad URL, unreachable database, ...
-        raise UserError(redact_text(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}")) from None
+        raise UserError(redact_text(f"cannot open Optuna storage {storage}: {message(exc)}")) from None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"study '{study_name}' has no completed trials")
@@ -241,7 +239,7 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
             OmegaConf.update(cfg, key, ov.value(), merge=True)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"bad logged config or override: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"bad logged config or override: {message(exc)}") from None
     validate_config(cfg)
     return cfg
 
@@ -349,7 +347,8 @@ def _champion_value(client: MlflowClient, champion: Any, metric: str, key: str, 
 
 def baseline_holdout(cfg: DictConfig, overrides: Sequence[str], dev: Dataset, holdout: Dataset) -> dict[str, float]:
     """Holdout metrics of the no-augmentation baseline of `cfg` (same regressor, same rows)."""
-    base_cfg = load_config([*overrides, "generator=none"])
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("generator.")]  # knobs of the replaced generator
+    base_cfg = load_config([*kept, "generator=none"])
     pred = fit_pipeline(base_cfg, dev).predict_array(holdout.X)
     return regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
 
@@ -396,7 +395,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
             gate = GATE_OVERRIDDEN if allow_worse_than_baseline else GATE_REFUSED
     gain = (m[metric] - base_m[metric]) * (1 if HIGHER_IS_BETTER[metric] else -1)
 
-    from vaeok.run import run_tags
+    from vaeok.experiment import run_tags
 
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
             "config_hash": chash, "holdout_key": key, "baseline_gate": gate}
@@ -486,7 +485,7 @@ def _check_model_uri(client: MlflowClient, uri: str) -> None:
 def predict(model_uri: str, input_path: str | Path, output_path: str | Path | None = None,
             overrides: Sequence[str] = ()) -> pd.DataFrame:
     """Predict a feature CSV with a packaged model from this project's MLflow store (see `predict_csv`)."""
-    from vaeok.pipeline import predict_csv
+    from vaeok.registry.packaged import predict_csv
 
     if not Path(input_path).expanduser().is_file():
         raise UserError(f"--input: file not found: {input_path}")
@@ -497,6 +496,6 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path | No
             and model_uri.startswith("models:/"):
         raise UserError(f"no MLflow store at {redact_url(uri)} (run from the project directory, or promote a "
                         "model first)")
-    mlflow.set_tracking_uri(tracking.resolve_uri(uri))
+    mlflow.set_tracking_uri(tracking.absolute_sqlite_uri(uri))
     _check_model_uri(MlflowClient(), model_uri)
     return predict_csv(model_uri, input_path, output_path)

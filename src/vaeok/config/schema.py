@@ -1,24 +1,17 @@
-"""Typed structured configs (registered in Hydra's ConfigStore) and config composition."""
+"""The typed config schema (dataclasses registered in Hydra's ConfigStore) and its range checks."""
 
 from __future__ import annotations
 
-import copy
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from vaeok.csv_text import delimiter_char, text_codec
-from vaeok.errors import UserError
+from vaeok.core.errors import UserError
+from vaeok.data.csv_text import delimiter_char, text_codec
 
 
 @dataclass
@@ -72,6 +65,7 @@ class TrainerConfig:
 class LabelerConfig:
     """Ordinary kriging of virtual samples, fitted on a fold's training rows only."""
 
+    _target_: str = "vaeok.labelers.kriging.OrdinaryKrigingLabeler"
     name: str = "ordinary_kriging"
     variogram: str = "auto"
     candidates: list[str] = field(
@@ -84,6 +78,7 @@ class LabelerConfig:
     max_points: int | None = None
     drop_variance_quantile: float | None = None
     variance_weighting: str | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -113,12 +108,14 @@ class TrackingConfig:
 
 @dataclass
 class CompareConfig:
-    """`vaeok compare`: the generator x regressor grid, sample-count curve, KS test, SHAP, audits."""
+    """`vaeok compare`: the generator x regressor grid, sample-count curve, KS test, SHAP, audits.
 
-    generators: list[str] = field(default_factory=lambda: ["none", "nni_smote", "gmm_vsg", "vae_vsg", "vae_ok"])
-    regressors: list[str] = field(default_factory=lambda: ["gbr", "svr", "lasso", "ann", "brr"])
-    sample_counts: list[int] = field(default_factory=lambda: [0, 100, 300, 500, 1000, 2000])
-    curve_regressors: list[str] = field(default_factory=lambda: ["gbr", "ann"])
+    The grid lists have no defaults here: conf/compare/*.yaml is their one home."""
+
+    generators: list[str] = MISSING
+    regressors: list[str] = MISSING
+    sample_counts: list[int] = MISSING
+    curve_regressors: list[str] = MISSING
     focus_generator: str = "vae_ok"
     ks_repeats: int = 100
     shap: bool = True
@@ -129,7 +126,7 @@ class CompareConfig:
     variance_drop_quantile: float = 0.9
     fidelity_tolerance: float = 0.05
     fidelity_plot_samples: int = 30
-    scatter_counts: list[int] = field(default_factory=lambda: [100, 300, 500, 1000])
+    scatter_counts: list[int] = MISSING
     output_dir: str | None = None
 
 
@@ -153,98 +150,6 @@ class Config:
 def register_configs() -> None:
     """Register the typed schema that conf/config.yaml extends."""
     ConfigStore.instance().store(name="vaeok_schema", node=Config)
-
-
-def config_dir() -> Path:
-    """The Hydra config root: $VAEOK_CONFIG_DIR, else ./conf, else the checkout's conf/."""
-    env = os.environ.get("VAEOK_CONFIG_DIR")
-    if env:
-        return Path(env).resolve()
-    cwd = Path.cwd() / "conf"
-    if (cwd / "config.yaml").is_file():
-        return cwd.resolve()
-    return (Path(__file__).resolve().parents[2] / "conf").resolve()
-
-
-def config_groups() -> set[str]:
-    """Names of the config groups (sub-directories of the config root, e.g. generator, regressor)."""
-    return {p.name for p in config_dir().iterdir() if p.is_dir()}
-
-
-def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Compose conf/config.yaml with Hydra overrides; raise UserError on any composition problem."""
-    cfg = _compose(tuple(overrides))
-    _resolve(cfg)
-    validate_config(cfg)
-    return cfg
-
-
-def _compose(overrides: tuple[str, ...]) -> DictConfig:
-    """Hydra composition (interpolations not yet resolved)."""
-    register_configs()
-    cdir = config_dir()
-    if not (cdir / "config.yaml").is_file():
-        raise UserError(f"config directory not found: {cdir} (set VAEOK_CONFIG_DIR)")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise UserError(f"bad config: {_one_line(exc)}{_group_options_hint(exc, cdir)}") from None
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def _group_options_hint(exc: BaseException, cdir: Path) -> str:
-    """'; options of generator: gmm_vsg, none, ...' when Hydra could not find a group option."""
-    m = re.search(r"Could not find '([\w/]+)/([^']*)'", str(exc))
-    if not m or not (cdir / m.group(1)).is_dir():
-        return ""
-    options = sorted(p.stem for p in (cdir / m.group(1)).glob("*.yaml"))
-    return f" (options of {m.group(1).replace('/', '.')}: {', '.join(options)})"
-
-
-def _resolve(cfg: DictConfig) -> None:
-    try:
-        OmegaConf.resolve(cfg)
-    except (OmegaConfBaseException, ValueError) as exc:
-        raise UserError(f"bad config: {_one_line(exc)}") from None
-
-
-_BASE_CACHE: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
-
-
-def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[str, Any]) -> DictConfig:
-    """`load_config([*base_overrides, *key=value])` for sampled values, composing as little as possible.
-
-    Hydra composition costs ~0.13 s; a sweep composes each combination of base overrides and
-    config-group choices (e.g. `generator=vae_ok`) once per process and sets the trial's sampled
-    leaf values on a copy of that typed, still-unresolved config (type-checked by the structured
-    schema), then resolves interpolations. Equivalence is tested against load_config.
-    """
-    from vaeok.sweep_spec import override
-
-    groups = config_groups()
-    choices = tuple(override(k, v) for k, v in values.items() if k in groups)
-    key = (str(config_dir()), (*base_overrides, *choices))
-    if key not in _BASE_CACHE:
-        _BASE_CACHE[key] = _compose(key[1])
-    cfg = copy.deepcopy(_BASE_CACHE[key])
-    for k, v in values.items():
-        if k in groups:
-            continue
-        if OmegaConf.select(cfg, k, default=_MISSING) is _MISSING:
-            raise UserError(f"bad config: Key '{k}' not in config")
-        try:
-            OmegaConf.update(cfg, k, v, merge=True)
-        except OmegaConfBaseException as exc:
-            raise UserError(f"bad config: {k}={v!r}: {str(exc).splitlines()[0]}") from None
-    _resolve(cfg)
-    validate_config(cfg)
-    return cfg
-
-
-_MISSING = object()
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -288,8 +193,8 @@ def validate_config(cfg: DictConfig) -> None:
          f"labeler.variogram must be auto or one of {', '.join(VARIOGRAMS)}, got '{cfg.labeler.variogram}'"),
         (all(c in VARIOGRAMS for c in cfg.labeler.candidates) and len(cfg.labeler.candidates) > 0,
          f"labeler.candidates must be a non-empty list of {', '.join(VARIOGRAMS)}"),
-        (cfg.labeler.backend in ("auto", "pykrige", "gstools"),
-         f"labeler.backend must be auto, pykrige or gstools, got '{cfg.labeler.backend}'"),
+        (cfg.labeler.backend in KRIGING_BACKENDS,
+         f"labeler.backend must be one of {', '.join(KRIGING_BACKENDS)}, got '{cfg.labeler.backend}'"),
         (cfg.labeler.nugget is None or cfg.labeler.nugget >= 0, "labeler.nugget must be >= 0 or null"),
         (cfg.labeler.max_points is None or cfg.labeler.max_points >= 3, "labeler.max_points must be >= 3 or null"),
         (cfg.tracking.loss_log_every >= 1, "tracking.loss_log_every must be >= 1"),
@@ -312,7 +217,7 @@ def validate_config(cfg: DictConfig) -> None:
             if OmegaConf.is_missing(cfg.data, key) or cfg.data[key] in (None, ""):
                 raise UserError(f"data.{key} must be set with data=csv, e.g. data.path=my.csv data.target=y")
     if cfg.compare.output_dir:
-        from vaeok.paths import inside
+        from vaeok.core.paths import inside
 
         inside(Path.cwd(), cfg.compare.output_dir, "compare.output_dir")
 
@@ -334,43 +239,10 @@ def _check_finite(node: Any, prefix: str) -> None:
         raise UserError(f"{prefix[:-1]} must be a finite number, got {node}")
 
 
-# Variogram model names of vaeok.kriging.VARIOGRAM_MODELS (kept here so config checks need no gstools).
+# The one home of these names: the kriging labeler and the VAE map them to implementations, and
+# config checks need neither gstools nor torch.
 VARIOGRAMS = ("linear", "power", "gaussian", "spherical", "exponential")
+KRIGING_BACKENDS = ("auto", "pykrige", "gstools")
 
 
-
-
-ACTIVATIONS = {"relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "silu"}
-
-
-def _one_line(exc: BaseException) -> str:
-    """First meaningful line of an exception message, with the cause appended when useful."""
-    text = " ".join(str(exc).split("\n")[0:1]).strip() or type(exc).__name__
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause).strip() and str(cause).split("\n")[0] not in text:
-        text = f"{text}: {str(cause).splitlines()[0]}"
-    return text
-
-
-def to_yaml(cfg: DictConfig) -> str:
-    """The resolved config as YAML (passwords in URLs masked: it is logged and written to files)."""
-    from vaeok.redact import redact_text
-
-    return redact_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def flatten(cfg: DictConfig) -> dict[str, str]:
-    """Flatten a config to dotted keys (for MLflow params; passwords in URLs masked)."""
-    from vaeok.redact import redact_text
-
-    out: dict[str, str] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = redact_text(str(node))[:500]
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "silu")

@@ -1,7 +1,8 @@
 """Scoring a config: splits, per-fold generate -> label -> regress, pooled held-out metrics.
 
-One implementation serves `run`, `sweep`, `compare` and `promote`. For VAE generators the
-scoring runs inside a Lightning Callback (at fit end, and every N epochs for pruning).
+One implementation serves `run`, `sweep`, `compare` and `promote`. For generators that train
+with Lightning callbacks (the VAE) the scoring runs inside `vaeok.evaluation.callback`
+(at fit end, and every N epochs for pruning).
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
@@ -22,34 +21,13 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
-from vaeok.data import Dataset
-from vaeok.errors import UserError, one_line
+from vaeok.core.errors import UserError, one_line
+from vaeok.data.datasets import Dataset
+from vaeok.data.splits import Fold, holdout_split, inner_folds
+from vaeok.evaluation.metrics import ks_statistic, regression_metrics
+from vaeok.evaluation.result import HONEST_PREFIX, LEAKY_PREFIX, EvalResult, Reporter
 from vaeok.generators.base import TrainSet, VirtualSet
-from vaeok.generators.vae import VAEGenerator
-from vaeok.kriging import OrdinaryKrigingLabeler
-from vaeok.metrics import ks_statistic, regression_metrics
-from vaeok.splits import Fold, holdout_split, inner_folds
-
-Reporter = Callable[[int, float], None]
-HONEST_PREFIX = "val"
-LEAKY_PREFIX = "leaky"
-
-
-@dataclass
-class EvalResult:
-    """Scores of one config: pooled metrics, per-row predictions, fold scores, diagnostics."""
-
-    metrics: dict[str, float]
-    predictions: pd.DataFrame
-    fold_metrics: list[dict[str, float]]
-    virtual: list[VirtualSet] = field(default_factory=list)
-    loss_history: dict[str, np.ndarray] = field(default_factory=dict)
-    intermediate: list[tuple[int, float]] = field(default_factory=list)
-    objective_key: str = f"{HONEST_PREFIX}/r2"
-
-    @property
-    def objective(self) -> float:
-        return self.metrics[self.objective_key]
+from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 
 def subset(data: Dataset, idx: np.ndarray, name: str | None = None) -> Dataset:
@@ -66,17 +44,7 @@ def development_rows(cfg: DictConfig, data: Dataset) -> tuple[Dataset, Dataset]:
 
 def make_labeler(cfg: DictConfig) -> OrdinaryKrigingLabeler:
     """The configured kriging labeler (unfitted)."""
-    lab = cfg.labeler
-    return OrdinaryKrigingLabeler(
-        variogram=lab.variogram,
-        candidates=list(lab.candidates),
-        nugget=lab.nugget,
-        nugget_fraction=lab.nugget_fraction,
-        backend=lab.backend,
-        exact=lab.exact,
-        max_points=lab.max_points,
-        seed=cfg.seed,
-    )
+    return instantiate(cfg.labeler, _convert_="all")
 
 
 _LABELER_CACHE: OrderedDict[str, OrdinaryKrigingLabeler] = OrderedDict()
@@ -259,43 +227,18 @@ def score_paper(cfg: DictConfig, dev: Dataset, virtual_sets: Sequence[VirtualSet
     return EvalResult(metrics, pred, [], [virtual], objective_key=f"{LEAKY_PREFIX}/r2")
 
 
-class EvaluationCallback(L.Callback):
-    """Scores the VAE's virtual samples with kriging + regressor at fit end (the result) and
-    every `every_n_epochs` epochs (reported to `report`, e.g. an Optuna trial for pruning)."""
-
-    def __init__(self, score: Callable[[list[VirtualSet]], EvalResult], generator: VAEGenerator,
-                 every_n_epochs: int = 0, report: Reporter | None = None) -> None:
-        self.score = score
-        self.generator = generator
-        self.every_n_epochs = every_n_epochs
-        self.report = report
-        self.intermediate: list[tuple[int, float]] = []
-        self.result: EvalResult | None = None
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
-        if not self.every_n_epochs or epoch % self.every_n_epochs or epoch >= trainer.max_epochs:
-            return
-        value = self.score(self.generator.virtual_sets(pl_module)).objective
-        self.intermediate.append((epoch, value))
-        if self.report is not None:
-            self.report(epoch, value)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.interrupted:
-            return
-        self.result = self.score(self.generator.virtual_sets(pl_module))
-
-
 def generate_and_score(cfg: DictConfig, train_sets: Sequence[TrainSet],
                        score: Callable[[list[VirtualSet]], EvalResult], report: Reporter | None) -> EvalResult:
     """Run the configured generator on the training sets and score its virtual samples."""
     generator = instantiate(cfg.generator, _recursive_=False)
-    if isinstance(generator, VAEGenerator):
+    if generator.trains_with_callbacks:  # scored by a Lightning callback, during and after training
+        from vaeok.evaluation.callback import EvaluationCallback
+
         callback = EvaluationCallback(score, generator, cfg.evaluation.eval_every_n_epochs, report)
-        generator.fit(train_sets, cfg.seed, callbacks=[callback])
+        module = generator.fit(train_sets, cfg.seed, callbacks=[callback])
         assert callback.result is not None
-        callback.result.loss_history = generator.module.loss_history()
+        history = getattr(module, "loss_history", None)
+        callback.result.loss_history = history() if history is not None else {}
         callback.result.intermediate = callback.intermediate
         return callback.result
     result = score(generator.generate(train_sets, cfg.seed))

@@ -13,21 +13,21 @@ import sys
 import time
 import zlib
 from dataclasses import replace
-from typing import Any
 
 import optuna
 
-from vaeok.errors import UserError
-from vaeok.signals import Terminated, exit_code
-from vaeok.sweep import FINISHED, Prepared, SweepOptions, count, finish, prepare, work
-from vaeok.sweep_spec import StudySpec
+from vaeok.core.errors import UserError
+from vaeok.core.progress import trial_bar
+from vaeok.core.signals import Terminated, exit_code
+from vaeok.study.spec import StudySpec
+from vaeok.study.sweep import FINISHED, Prepared, SweepOptions, count, finish, prepare, work
 
 
 def _worker(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, index: int) -> None:
     """Entry point of one worker process."""
-    from vaeok import tracking
-    from vaeok.config import load_config
-    from vaeok.sweep import open_study, parent_run
+    from vaeok.config.compose import load_config
+    from vaeok.study.sweep import open_study, parent_run
+    from vaeok.tracking import runs as tracking
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     opts = replace(opts, seed_offset=opts.seed_offset + 1000 * (index + 1) + zlib.crc32(socket.gethostname().encode()))
@@ -53,7 +53,7 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
     procs = [ctx.Process(target=_worker, args=(prep.spec, prep.base_overrides, worker_opts, i), daemon=False)
              for i in range(n_workers)]
     n_trials = opts.n_trials or prep.spec.n_trials
-    bar = _bar(n_trials, count(prep.study, FINISHED), opts.progress)
+    bar = trial_bar(n_trials, count(prep.study, FINISHED), opts.progress)
     status = "FINISHED"
     try:
         for p in procs:
@@ -89,11 +89,3 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
             bar.close()
         finish(prep, status)
     return prep.study
-
-
-def _bar(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)

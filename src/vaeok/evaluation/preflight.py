@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from vaeok.data import Dataset, load_dataset
-from vaeok.errors import UserError
+from vaeok.core.errors import UserError, first_line
+from vaeok.data.datasets import Dataset, load_dataset
 
 # Above this many kriging training rows per fold (without labeler.max_points) the dense kriging
 # matrices need several GiB each: 100,000 rows x 3 features ran out of memory (34.5 GiB array).
@@ -25,24 +25,25 @@ def load_checked_dataset(cfg: DictConfig) -> Dataset:
     """The config's data set, checked against the config (`check_data_against_config`, `check_regressor`)."""
     data = load_dataset(cfg.data)
     check_data_against_config(cfg, data)
-    check_regressor(cfg)
+    check_regressor(cfg, data)
     return data
 
 
-def uses_vae(cfg: DictConfig) -> bool:
-    """True if the generator is the VAE (vae_ok, vae_vsg)."""
-    gen = cfg.get("generator")
-    return gen is not None and str(gen.get("_target_", "")).endswith("VAEGenerator")
+def generator_of(cfg: DictConfig) -> Any:
+    """The configured generator, unfitted (its capabilities say what the config needs)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.generator, _recursive_=False)
 
 
 def uses_kriging(cfg: DictConfig) -> bool:
-    """True if virtual samples are labelled by ordinary kriging (a VAE that generates features only)."""
-    return uses_vae(cfg) and not bool(cfg.generator.get("joint", False))
+    """True if virtual samples are labelled by the labeler (ordinary kriging)."""
+    return not generator_of(cfg).labels_own_rows
 
 
 def development_row_count(cfg: DictConfig, n_rows: int) -> int:
     """Rows left for cross-validation after the untouched outer holdout."""
-    from vaeok.splits import holdout_split
+    from vaeok.data.splits import holdout_split
 
     dev, _ = holdout_split(n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
     return len(dev)
@@ -62,13 +63,12 @@ def check_data_against_config(cfg: DictConfig, data: Dataset) -> None:
     if n_train < 2:
         raise UserError(f"{rows}: a training fold would have {n_train} row(s); "
                         "lower evaluation.holdout_fraction or add rows")
-    if uses_vae(cfg):
-        width = data.n_features + (1 if cfg.generator.get("joint", False) else 0)
-        what = f"{data.n_features} feature(s)" + (" + the target" if width > data.n_features else "")
-        if cfg.model.latent > width:
-            raise UserError(f"model.latent={cfg.model.latent} exceeds the VAE's input width {width} "
-                            f"({what} of {data.name}); set model.latent<={width}")
-    if uses_kriging(cfg):
+    generator = generator_of(cfg)
+    try:
+        generator.check_input(data.n_features)
+    except UserError as exc:
+        raise UserError(f"{exc} ({data.name})") from None
+    if not generator.labels_own_rows:
         _check_kriging(cfg, data, n_train)
 
 
@@ -84,8 +84,9 @@ def _check_kriging(cfg: DictConfig, data: Dataset, n_train: int) -> None:
                         f"per matrix; set labeler.max_points (e.g. 1000; at most {KRIGING_DENSE_MAX})")
 
 
-def check_regressor(cfg: DictConfig) -> None:
-    """Instantiate the regressor and let scikit-learn validate its hyperparameters (UserError naming them)."""
+def check_regressor(cfg: DictConfig, data: Dataset | None = None) -> None:
+    """Build the regressor (UserError naming its `_target_` if that fails) and, given data, fit a
+    clone on a few real rows, so a hyperparameter the estimator rejects fails here, naming it."""
     node = cfg.get("regressor")
     if node is None:
         return
@@ -96,29 +97,21 @@ def check_regressor(cfg: DictConfig) -> None:
         est = instantiate(node, _convert_="all")
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
-        raise UserError(f"regressor: cannot build {node.get('_target_')}: {_first_line(cause)}") from None
-    for part in _estimators(est):
-        validate = getattr(part, "_validate_params", None)
-        if validate is None or not hasattr(part, "_parameter_constraints"):  # third-party estimators
-            continue
-        try:
-            validate()
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"regressor: {_first_line(exc)}") from None
+        raise UserError(f"regressor: cannot build {node.get('_target_')}: {first_line(cause)}") from None
+    if data is None:
+        return
+    key = (OmegaConf.to_yaml(node), data.fingerprint())
+    if key in _CHECKED:
+        return
+    rows = slice(0, min(data.n_rows, _PROBE_ROWS))
+    try:
+        est.fit(data.X[rows], data.y[rows])
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"regressor: {first_line(exc)}") from None
+    except Exception:  # e.g. too few rows for this estimator: judged at fit time, in the fold
+        pass
+    _CHECKED.add(key)
 
 
-def _estimators(est: Any) -> list[Any]:
-    """The estimator and the estimators nested in it (pipeline steps, wrapped regressors)."""
-    out = [est]
-    for step in getattr(est, "steps", None) or []:
-        out.extend(_estimators(step[1]))
-    for attr in ("regressor", "transformer", "estimator"):
-        inner = getattr(est, attr, None)
-        if inner is not None and hasattr(inner, "get_params"):
-            out.extend(_estimators(inner))
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+_PROBE_ROWS = 20
+_CHECKED: set[tuple[str, str]] = set()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from vaeok.errors import EXIT_INTERRUPTED
+from vaeok.core.errors import EXIT_INTERRUPTED
 
 
 class Terminated(KeyboardInterrupt):

@@ -25,11 +25,10 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
-from vaeok.errors import UserError
-from vaeok.paths import safe_name
+from vaeok.core.errors import UserError, first_line, message
+from vaeok.core.paths import safe_name
+from vaeok.study.samplers import PRUNER_TARGETS, SAMPLER_TARGETS, make_pruner, make_sampler
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsgaii", "one_at_a_time")
-PRUNERS = ("median", "hyperband", "none")
 _RANGE = re.compile(
     r"^(int|float)\s+(\S+?)\s*\.\.\s*(\S+?)(?:\s+step\s+(\S+))?(\s+log)?\s*$"
 )
@@ -203,7 +202,7 @@ def load_spec(path: str | Path) -> StudySpec:
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{p}: invalid YAML: {message(exc)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{p}: a spec is a mapping")
     known = {"name", "direction", "directions", "metric", "metrics", "sampler", "pruner", "n_trials", "timeout",
@@ -221,8 +220,8 @@ def load_spec(path: str | Path) -> StudySpec:
         raise UserError(f"{p}: direction must be maximize or minimize, got {bad}")
     if len(metrics) != len(directions):
         raise UserError(f"{p}: {len(metrics)} metric(s) but {len(directions)} direction(s)")
-    sampler = _typed(raw.get("sampler", "tpe"), "sampler", SAMPLERS, p)
-    pruner = _typed(raw.get("pruner", "median"), "pruner", PRUNERS, p)
+    sampler = _typed(raw.get("sampler", "tpe"), "sampler", tuple(SAMPLER_TARGETS), p)
+    pruner = _typed(raw.get("pruner", "median"), "pruner", tuple(PRUNER_TARGETS), p)
     if len(directions) > 1 and pruner["type"] != "none":
         pruner = {"type": "none"}  # Optuna does not prune multi-objective studies
     n_trials = raw.get("n_trials", 20)
@@ -249,9 +248,9 @@ def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
     """Fail before any trial if a searched key is not in the config, a value does not compose or
     cannot run on the data set (e.g. model.latent wider than the features), or the sampler/pruner
     options are not accepted by Optuna."""
-    from vaeok.config import load_config, load_trial_config
-    from vaeok.data import load_dataset
-    from vaeok.preflight import check_data_against_config, check_regressor, load_checked_dataset
+    from vaeok.config.compose import load_config, load_trial_config
+    from vaeok.data.datasets import load_dataset, same_rows
+    from vaeok.evaluation.preflight import check_data_against_config, check_regressor, load_checked_dataset
 
     _check_optuna_objects(spec)
     base = [*spec.overrides, *base_overrides]
@@ -268,51 +267,23 @@ def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
             value = int(v) if param.kind == "int" else v
             try:
                 probe = load_trial_config(base, {**context, param.key: value})
-                rows = data if _same_rows(probe, base_cfg) else load_dataset(probe.data)
+                rows = data if same_rows(probe.data, base_cfg.data) else load_dataset(probe.data)
                 check_data_against_config(probe, rows)
-                check_regressor(probe)
+                check_regressor(probe, rows)
             except UserError as exc:
                 raise UserError(f"sweep space '{param.key}' value {value!r}: {exc}") from None
 
 
-def _same_rows(a: Any, b: Any) -> bool:
-    """True if two configs read the same data set (batch size aside)."""
-    da = OmegaConf.to_container(a.data, resolve=True)
-    db = OmegaConf.to_container(b.data, resolve=True)
-    da.pop("batch_size", None)
-    db.pop("batch_size", None)
-    return da == db
-
-
 def _check_optuna_objects(spec: StudySpec) -> None:
     """Build the spec's sampler and pruner once: unknown or bad options fail here, naming the spec."""
-    from vaeok.sweep import make_pruner, make_sampler
+    from hydra.errors import InstantiationException
 
     for what, build in (("sampler", make_sampler), ("pruner", make_pruner)):
         try:
             build(spec)
-        except (TypeError, ValueError) as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{spec.source or spec.name}: {what} {getattr(spec, what)}: {text}") from None
-
-
-def override(key: str, value: Any) -> str:
-    """A Hydra override string `key=value` for a Python value."""
-    return f"{key}={override_value(value)}"
-
-
-def override_value(value: Any) -> str:
-    """A Python value as a Hydra override value (null, lower-case bools, strings quoted when needed)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.fullmatch(r"[A-Za-z0-9_./:-]+", text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        except (InstantiationException, TypeError, ValueError) as exc:
+            cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
+            raise UserError(f"{spec.source or spec.name}: {what} {getattr(spec, what)}: {first_line(cause)}") from None
 
 
 def _as_list(v: Any) -> list[str]:

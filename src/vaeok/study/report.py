@@ -14,9 +14,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from vaeok import baseline
-from vaeok.config import load_config, to_yaml
-from vaeok.sweep_spec import StudySpec
+from vaeok.config.compose import load_config, to_yaml
+from vaeok.study import baseline
+from vaeok.study.spec import StudySpec
 
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
@@ -33,21 +33,26 @@ def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTria
 
 
 def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
-    """One row per trial: number, role, state, objective value(s), params, duration, MLflow run id."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        role = t.user_attrs.get(baseline.ROLE, "")
-        if "duplicate_of" in t.user_attrs:
-            role = f"= trial {t.user_attrs['duplicate_of']}"
-        row = {"trial": t.number, "role": role, "state": t.state.name}
-        values = t.values or [None] * len(spec.metrics)
-        row.update({m: v for m, v in zip(spec.metrics, values)})
-        row.update({k: "null" if v is None else v for k, v in t.params.items()})
-        row["seconds"] = t.duration.total_seconds() if t.duration else None
-        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id")
-        row["error"] = t.user_attrs.get("error")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """`study.trials_dataframe()` as reports show it, one row per trial: number, role, state,
+    objective value(s) named by metric, params, duration, MLflow run id and error."""
+    value = "values" if spec.multi_objective else "value"
+    raw = study.trials_dataframe(attrs=("number", value, "duration", "params", "user_attrs", "state"))
+    if raw.empty:
+        return pd.DataFrame(columns=["trial", "role", "state", *spec.metrics, "seconds", "mlflow_run_id", "error"])
+    attr = lambda name: raw.get(f"user_attrs_{name}", pd.Series([None] * len(raw)))  # noqa: E731
+    role = attr(baseline.ROLE).fillna("")
+    dup = attr("duplicate_of")
+    role = role.where(dup.isna(), "= trial " + dup.astype("Int64").astype(str))
+    out = pd.DataFrame({"trial": raw["number"], "role": role, "state": raw["state"]})
+    values = [value] if value in raw else sorted(c for c in raw if c.startswith("values_"))
+    for metric, col in zip(spec.metrics, values):
+        out[metric] = raw[col]
+    for col in (c for c in raw if c.startswith("params_")):
+        out[col.removeprefix("params_")] = raw[col].astype(object).where(raw[col].notna(), "null")
+    out["seconds"] = raw["duration"].dt.total_seconds()
+    out["mlflow_run_id"] = attr("mlflow_run_id")
+    out["error"] = attr("error")
+    return out
 
 
 def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:

@@ -20,18 +20,15 @@ import gstools as gs
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from vaeok.errors import UserError
+from vaeok.config.schema import KRIGING_BACKENDS, VARIOGRAMS
+from vaeok.core.errors import UserError, message
 
 # "power" maps to gstools' Stable (powered-exponential) model: an unbounded power variogram
 # has no covariance form, which gstools' kriging needs. "linear" is gstools' bounded Linear.
-VARIOGRAM_MODELS: dict[str, type[gs.CovModel]] = {
-    "linear": gs.Linear,
-    "power": gs.Stable,
-    "gaussian": gs.Gaussian,
-    "spherical": gs.Spherical,
-    "exponential": gs.Exponential,
-}
-BACKENDS = ("auto", "pykrige", "gstools")
+VARIOGRAM_MODELS: dict[str, type[gs.CovModel]] = dict(
+    zip(VARIOGRAMS, (gs.Linear, gs.Stable, gs.Gaussian, gs.Spherical, gs.Exponential), strict=True)
+)
+BACKENDS = KRIGING_BACKENDS
 
 
 class KrigingError(UserError, RuntimeError):
@@ -57,6 +54,9 @@ class OrdinaryKrigingLabeler:
         exact: bool = True,
         max_points: int | None = None,
         seed: int = 0,
+        name: str = "ordinary_kriging",
+        drop_variance_quantile: float | None = None,
+        variance_weighting: str | None = None,
     ) -> None:
         if variogram != "auto" and variogram not in VARIOGRAM_MODELS:
             raise UserError(
@@ -81,6 +81,9 @@ class OrdinaryKrigingLabeler:
         self.exact = exact
         self.max_points = max_points
         self.seed = seed
+        self.name = name
+        self.drop_variance_quantile = drop_variance_quantile  # applied to labelled rows by the evaluation
+        self.variance_weighting = variance_weighting
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> OrdinaryKrigingLabeler:
@@ -117,7 +120,7 @@ class OrdinaryKrigingLabeler:
             try:
                 fitted[name] = self._fit_model(name)
             except (KrigingError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-                self.fit_errors_[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.fit_errors_[name] = message(exc)
         if not fitted:
             reasons = "; ".join(f"{k}: {v}" for k, v in self.fit_errors_.items())
             raise KrigingError(f"ordinary kriging: no variogram model fits the {len(X)} distinct training rows "

@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
-from vaeok.config import load_config
-from vaeok.errors import UserError
-from vaeok.redact import redact_text, redact_url
+from vaeok.config.compose import load_config
+from vaeok.core.errors import UserError, message
+from vaeok.core.redact import redact_text, redact_url
 
 DEFAULT_SERVER_BACKEND = "postgresql://postgres@127.0.0.1:5432/mlflow"
 
@@ -100,7 +100,7 @@ def ensure_postgres_database(url: str) -> None:
                                password=u.password, dbname="postgres", connect_timeout=5, autocommit=True)
     except psycopg.OperationalError as exc:
         raise UserError(redact_text(f"cannot reach PostgreSQL at {u.hostname}:{u.port or 5432}: "
-                                    f"{str(exc).strip().splitlines()[0]}")) from None
+                                    f"{message(exc)}")) from None
     with conn:  # autocommit: CREATE DATABASE cannot run inside a transaction
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

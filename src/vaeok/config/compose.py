@@ -1,0 +1,130 @@
+"""Config composition: conf/config.yaml + Hydra overrides -> a typed, resolved, checked config."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vaeok.config.overrides import override
+from vaeok.config.schema import register_configs, validate_config
+from vaeok.core.errors import UserError, first_line, message
+from vaeok.core.redact import redact_text
+
+
+def config_dir() -> Path:
+    """The Hydra config root: $VAEOK_CONFIG_DIR, else ./conf, else the checkout's conf/."""
+    env = os.environ.get("VAEOK_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd() / "conf"
+    if (cwd / "config.yaml").is_file():
+        return cwd.resolve()
+    return (Path(__file__).resolve().parents[2] / "conf").resolve()
+
+
+def config_groups() -> set[str]:
+    """Names of the config groups (sub-directories of the config root, e.g. generator, regressor)."""
+    return {p.name for p in config_dir().iterdir() if p.is_dir()}
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides; raise UserError on any composition problem."""
+    cfg = _compose(tuple(overrides))
+    _resolve(cfg)
+    validate_config(cfg)
+    return cfg
+
+
+def _compose(overrides: tuple[str, ...]) -> DictConfig:
+    """Hydra composition (interpolations not yet resolved)."""
+    register_configs()
+    cdir = config_dir()
+    if not (cdir / "config.yaml").is_file():
+        raise UserError(f"config directory not found: {cdir} (set VAEOK_CONFIG_DIR)")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad config: {first_line(exc)}{_group_options_hint(exc, cdir)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _group_options_hint(exc: BaseException, cdir: Path) -> str:
+    """'; options of generator: gmm_vsg, none, ...' when Hydra could not find a group option."""
+    m = re.search(r"Could not find '([\w/]+)/([^']*)'", str(exc))
+    if not m or not (cdir / m.group(1)).is_dir():
+        return ""
+    options = sorted(p.stem for p in (cdir / m.group(1)).glob("*.yaml"))
+    return f" (options of {m.group(1).replace('/', '.')}: {', '.join(options)})"
+
+
+def _resolve(cfg: DictConfig) -> None:
+    try:
+        OmegaConf.resolve(cfg)
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad config: {first_line(exc)}") from None
+
+
+_BASE_CACHE: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+
+
+def load_trial_config(base_overrides: list[str] | tuple[str, ...], values: dict[str, Any]) -> DictConfig:
+    """`load_config([*base_overrides, *key=value])` for sampled values, composing as little as possible.
+
+    Hydra composition costs ~0.13 s; a sweep composes each combination of base overrides and
+    config-group choices (e.g. `generator=vae_ok`) once per process and sets the trial's sampled
+    leaf values on a copy of that typed, still-unresolved config (type-checked by the structured
+    schema), then resolves interpolations. Equivalence is tested against load_config.
+    """
+    groups = config_groups()
+    choices = tuple(override(k, v) for k, v in values.items() if k in groups)
+    key = (str(config_dir()), (*base_overrides, *choices))
+    if key not in _BASE_CACHE:
+        _BASE_CACHE[key] = _compose(key[1])
+    cfg = copy.deepcopy(_BASE_CACHE[key])
+    for k, v in values.items():
+        if k in groups:
+            continue
+        if OmegaConf.select(cfg, k, default=_MISSING) is _MISSING:
+            raise UserError(f"bad config: Key '{k}' not in config")
+        try:
+            OmegaConf.update(cfg, k, v, merge=True)
+        except OmegaConfBaseException as exc:
+            raise UserError(f"bad config: {k}={v!r}: {message(exc)}") from None
+    _resolve(cfg)
+    validate_config(cfg)
+    return cfg
+
+
+_MISSING = object()
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML (passwords in URLs masked: it is logged and written to files)."""
+    return redact_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Flatten a config to dotted keys (for MLflow params; passwords in URLs masked)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = redact_text(str(node))[:500]
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
