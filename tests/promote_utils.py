@@ -14,8 +14,10 @@ from vaeok.experiment import RunHooks, run_experiment
 
 from .conftest import CONF
 
+# evaluation.holdout_min_rows=0 keeps the 13-row outer holdout of the 86 rows: these tests cover the
+# holdout path of promote (data sets large enough for one); test_selection_promote.py the default path.
 FAST = ["experiment=smoke", "trainer.max_epochs=5", "generator.n_virtual=50", "regressor.n_estimators=30",
-        "tracking.log_figures=false"]
+        "tracking.log_figures=false", "evaluation.holdout_min_rows=0"]
 STORAGE = "sqlite:///mlruns/optuna.db"
 
 

@@ -108,7 +108,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     from vaeok.registry.promote import DEFAULT_STORAGE, promote
 
     result = promote(args.study, args.storage or DEFAULT_STORAGE, args.metric, args.model_name, args.trial,
-                     args.overrides, allow_worse_than_baseline=args.allow_worse_than_baseline)
+                     args.overrides, allow_worse_than_baseline=args.allow_worse_than_baseline, rule=args.rule,
+                     refit_all=args.refit == "all")
     print("\n".join(result.summary()))
     return 0
 
@@ -171,13 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument("overrides", nargs="*", help="Hydra overrides applied to every trial")
     p_sw.set_defaults(func=_cmd_sweep)
 
-    p_pro = sub.add_parser("promote", help="register a study's best trial; move alias 'champion' if it wins "
-                           "on the untouched holdout")
+    p_pro = sub.add_parser("promote", help="select from a study's out-of-fold evidence, refit on all rows, register; "
+                           "move alias 'champion' if it wins")
     p_pro.add_argument("--study", required=True, help="Optuna study name")
     p_pro.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///mlruns/optuna.db)")
-    p_pro.add_argument("--metric", default="r2", help="holdout metric deciding the champion: r2|rmse|mae|mape")
-    p_pro.add_argument("--model-name", default=None, help="registered model name (default vaeok-<data.name>)")
-    p_pro.add_argument("--trial", type=int, default=None, help="promote this trial number instead of the best")
+    p_pro.add_argument("--metric", default="r2", help="holdout metric deciding the champion when there is a "
+                       "holdout: r2|rmse|mae|mape")
+    p_pro.add_argument("--model-name", default=None,
+                       help="registered model name (default vaeok-<data.name>-<digest of the columns>)")
+    p_pro.add_argument("--trial", type=int, default=None, help="promote this trial instead of the study's selection")
+    p_pro.add_argument("--rule", choices=("best", "one_se", "ensemble"), default=None,
+                       help="selection rule (default: the spec's selection.rule, else ensemble)")
+    p_pro.add_argument("--refit", choices=("all", "development"), default="all",
+                       help="rows the registered model is refit on (default all: development + holdout)")
     p_pro.add_argument("--allow-worse-than-baseline", action="store_true",
                        help="let a candidate that is worse than the no-augmentation baseline on the holdout "
                             "become champion (recorded in the version's tags)")

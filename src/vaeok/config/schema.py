@@ -91,6 +91,7 @@ class EvaluationConfig:
     loocv_below: int = 30
     holdout_fraction: float = 0.15
     holdout_seed: int = 0
+    holdout_min_rows: int = 30
     eval_every_n_epochs: int = 0
 
 
@@ -166,6 +167,7 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.data.batch_size >= 1, "data.batch_size must be >= 1"),
         (cfg.evaluation.n_splits >= 2, "evaluation.n_splits must be >= 2"),
         (cfg.evaluation.n_repeats >= 1, "evaluation.n_repeats must be >= 1"),
+        (cfg.evaluation.holdout_min_rows >= 0, "evaluation.holdout_min_rows must be >= 0"),
         (0 <= cfg.evaluation.holdout_fraction < 0.5, "evaluation.holdout_fraction must be in [0, 0.5)"),
         (cfg.evaluation.protocol in ("honest_kfold", "loocv", "paper"),
          f"evaluation.protocol must be honest_kfold, loocv or paper, got '{cfg.evaluation.protocol}'"),

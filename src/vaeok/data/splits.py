@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneOut, RepeatedKFold, train_test_split
@@ -18,13 +20,21 @@ class Fold:
     test: np.ndarray
 
 
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Development and untouched-holdout row indices (sorted); empty holdout if fraction == 0."""
+def holdout_split(n: int, fraction: float, seed: int, min_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Development and untouched-holdout row indices (sorted). The holdout is empty when fraction
+    is 0 or when it would hold fewer than `min_rows` rows: a tiny holdout decides nothing (its R²
+    swings by more than any difference between configs) and only takes rows from training."""
     idx = np.arange(n)
-    if fraction <= 0:
+    if fraction <= 0 or math.ceil(fraction * n) < min_rows:
         return idx, np.zeros(0, dtype=int)
     dev, hold = train_test_split(idx, test_size=fraction, random_state=seed)
     return np.sort(dev), np.sort(hold)
+
+
+def outer_split(n: int, evaluation: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`holdout_split` with an `evaluation` config's fraction, seed and minimum holdout size."""
+    return holdout_split(n, evaluation.holdout_fraction, evaluation.holdout_seed,
+                         int(evaluation.get("holdout_min_rows", 0) or 0))
 
 
 def inner_folds(n: int, protocol: str, n_splits: int, n_repeats: int, loocv_below: int, seed: int) -> list[Fold]:

@@ -43,9 +43,9 @@ def uses_kriging(cfg: DictConfig) -> bool:
 
 def development_row_count(cfg: DictConfig, n_rows: int) -> int:
     """Rows left for cross-validation after the untouched outer holdout."""
-    from vaeok.data.splits import holdout_split
+    from vaeok.data.splits import outer_split
 
-    dev, _ = holdout_split(n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
+    dev, _ = outer_split(n_rows, cfg.evaluation)
     return len(dev)
 
 

@@ -23,7 +23,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from vaeok.core.errors import UserError, one_line
 from vaeok.data.datasets import Dataset
-from vaeok.data.splits import Fold, holdout_split, inner_folds
+from vaeok.data.splits import Fold, inner_folds, outer_split
 from vaeok.evaluation.metrics import ks_statistic, regression_metrics
 from vaeok.evaluation.result import HONEST_PREFIX, LEAKY_PREFIX, EvalResult, Reporter
 from vaeok.generators.base import TrainSet, VirtualSet
@@ -38,7 +38,7 @@ def subset(data: Dataset, idx: np.ndarray, name: str | None = None) -> Dataset:
 def development_rows(cfg: DictConfig, data: Dataset) -> tuple[Dataset, Dataset]:
     """Split off the untouched outer holdout (fixed by evaluation.holdout_seed)."""
     ev = cfg.evaluation
-    dev_idx, hold_idx = holdout_split(data.n_rows, ev.holdout_fraction, ev.holdout_seed)
+    dev_idx, hold_idx = outer_split(data.n_rows, ev)
     return subset(data, dev_idx), subset(data, hold_idx)
 
 

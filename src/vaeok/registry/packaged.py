@@ -60,12 +60,63 @@ class FittedPipeline:
         return self.labeler is not None
 
     def predict_array(self, X: np.ndarray) -> pd.DataFrame:
-        """Predictions (and kriging std where available) for a numeric feature matrix."""
+        """Predictions and an uncertainty column where the pipeline has one: the kriging std of
+        the labeler (VAE-OK), or the regressor's own predictive std (regressor=kriging: kriging
+        std; regressor=gpr: GP std)."""
         X = np.asarray(X, dtype=float)
+        own_std = getattr(self.regressor, "std_name", None) if self.labeler is None else None
+        if own_std is not None:
+            mean, std = self.regressor.predict(X, return_std=True)
+            return pd.DataFrame({self.target_name + PRED_SUFFIX: mean, f"{self.target_name}_{own_std}": std})
         out = pd.DataFrame({self.target_name + PRED_SUFFIX: self.regressor.predict(X)})
         if self.labeler is not None:
             _, std = self.labeler.predict(X, return_std=True)
             out[self.target_name + STD_SUFFIX] = std
+        return out
+
+    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Validate a feature frame (columns by name, numeric, finite) and predict."""
+        return self.predict_array(validate_features(df, self.feature_names))
+
+
+@dataclass
+class EnsemblePipeline:
+    """A weighted mean of fitted pipelines (greedy ensemble selection over a study's trials).
+
+    Uncertainty: when every member reports a predictive std, ``<target>_std`` is the std of the
+    weighted mixture of the members' predictive distributions (their stds and their spread)."""
+
+    members: list[FittedPipeline]
+    weights: list[float]
+    config_yaml: str = ""
+    vae_state: dict[str, Any] | None = None  # members keep their own generator state
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.members[0].feature_names
+
+    @property
+    def target_name(self) -> str:
+        return self.members[0].target_name
+
+    @property
+    def has_kriging(self) -> bool:
+        return any(m.has_kriging for m in self.members)
+
+    @property
+    def n_virtual(self) -> int:
+        return max(m.n_virtual for m in self.members)
+
+    def predict_array(self, X: np.ndarray) -> pd.DataFrame:
+        """Weighted mean prediction (and the mixture std when every member has a std)."""
+        w = np.asarray(self.weights, dtype=float) / float(np.sum(self.weights))
+        frames = [m.predict_array(X) for m in self.members]
+        mus = np.column_stack([f.iloc[:, 0].to_numpy() for f in frames])
+        mean = mus @ w
+        out = pd.DataFrame({self.target_name + PRED_SUFFIX: mean})
+        if all(f.shape[1] > 1 for f in frames):
+            sig = np.column_stack([f.iloc[:, 1].to_numpy() for f in frames])
+            out[self.target_name + "_std"] = np.sqrt(np.maximum((sig**2 + mus**2) @ w - mean**2, 0.0))
         return out
 
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +203,8 @@ class PackagedPipeline(mlflow.pyfunc.PythonModel):
 
     def sample_virtual(self, n: int, seed: int | None = None) -> np.ndarray:
         """Fresh virtual feature rows from the packaged VAE (needs a VAE generator)."""
-        state = self.pipeline.vae_state
+        states = [m.vae_state for m in getattr(self.pipeline, "members", [self.pipeline]) if m.vae_state]
+        state = self.pipeline.vae_state or (states[0] if states else None)
         if state is None:
             raise ValueError("this pipeline has no generator state to sample from")
         from hydra.utils import get_class
@@ -160,7 +212,8 @@ class PackagedPipeline(mlflow.pyfunc.PythonModel):
         return get_class(state["generator"]).sample_state(state, n, seed)
 
 
-def log_pipeline(pipeline: FittedPipeline, example: pd.DataFrame, name: str = "model") -> mlflow.models.model.ModelInfo:
+def log_pipeline(pipeline: FittedPipeline | EnsemblePipeline, example: pd.DataFrame,
+                 name: str = "model") -> mlflow.models.model.ModelInfo:
     """Log a fitted pipeline as a pyfunc model (signature, input example, VAE weights) in the active run."""
     from mlflow.models import infer_signature
 

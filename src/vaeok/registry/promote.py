@@ -41,11 +41,13 @@ from vaeok.core.paths import safe_name
 from vaeok.core.redact import redact_text, redact_url
 from vaeok.core.runtime import configure_runtime
 from vaeok.data.datasets import Dataset
-from vaeok.data.splits import holdout_split
+from vaeok.data.splits import outer_split
 from vaeok.evaluation.metrics import METRICS, regression_metrics
 from vaeok.evaluation.preflight import load_checked_dataset
 from vaeok.evaluation.scoring import development_rows
-from vaeok.registry.packaged import fit_pipeline, log_pipeline
+from vaeok.registry.packaged import EnsemblePipeline, FittedPipeline, fit_pipeline, log_pipeline
+from vaeok.study import baseline as bl
+from vaeok.study.evidence import DEFAULT_RULE, RULES, Evidence, decide, summary_metrics
 from vaeok.study.report import top_trials
 from vaeok.study.sweep import DEFAULT_STORAGE
 from vaeok.tracking import runs as tracking
@@ -85,38 +87,48 @@ def _check_storage(storage: str) -> None:
             raise UserError(f"no Optuna storage at {redact_url(storage)} (run `vaeok sweep` first or pass --storage)")
 
 
-def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: int | None = None) -> TrialChoice:
-    """The study's best completed trial (or trial `trial_number`); UserError if absent or empty."""
+def open_study_readonly(study_name: str, storage: str = DEFAULT_STORAGE) -> Any:
+    """An existing Optuna study; UserError if the storage or the study does not exist."""
     import optuna
-    from optuna.trial import TrialState
 
     _check_storage(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
         known = ", ".join(sorted(names)) if names else "none"
         raise UserError(f"unknown study '{study_name}' in {redact_url(storage)} (studies: {known})") from None
     except Exception as exc:  # bad URL, unreachable database, ...
         raise UserError(redact_text(f"cannot open Optuna storage {storage}: {message(exc)}")) from None
+
+
+def trial_choice(study: Any, trial_number: int | None = None) -> TrialChoice:
+    """The study's best completed trial (or trial `trial_number`); UserError if absent or empty."""
+    from optuna.trial import TrialState
+
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise UserError(f"study '{study_name}' has no completed trials")
+        raise UserError(f"study '{study.study_name}' has no completed trials")
     if trial_number is not None:
         match = [t for t in complete if t.number == trial_number]
         if not match:
             numbers = ", ".join(str(t.number) for t in complete)
-            raise UserError(f"study '{study_name}': trial {trial_number} is not a completed trial "
+            raise UserError(f"study '{study.study_name}': trial {trial_number} is not a completed trial "
                             f"(completed: {numbers})")
         trial = match[0]
     else:  # the study's best (multi-objective: the Pareto trial best on the first objective)
         trial = top_trials(study, 1)[0]
     base = study.user_attrs.get("base_overrides") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
-        raise UserError(f"study '{study_name}': user_attrs['base_overrides'] must be a list of strings")
-    return TrialChoice(study_name, trial.number, list(trial.values or []), dict(trial.params), list(base),
+        raise UserError(f"study '{study.study_name}': user_attrs['base_overrides'] must be a list of strings")
+    return TrialChoice(study.study_name, trial.number, list(trial.values or []), dict(trial.params), list(base),
                        trial.user_attrs.get("mlflow_run_id"))
+
+
+def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: int | None = None) -> TrialChoice:
+    """`trial_choice` of a study opened by name."""
+    return trial_choice(open_study_readonly(study_name, storage), trial_number)
 
 
 # --- hashes, splits, overlays ----------------------------------------------------------------
@@ -130,7 +142,7 @@ def config_hash(cfg: DictConfig) -> str:
 
 def holdout_key(cfg: DictConfig, data: Dataset) -> str:
     """Identifies the outer holdout: data hash, fraction, seed and a hash of the row indices."""
-    _, hold = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
+    _, hold = outer_split(data.n_rows, cfg.evaluation)
     rows = hashlib.sha256(np.asarray(hold, dtype=np.int64).tobytes()).hexdigest()[:8]
     return f"{data.fingerprint()}:{cfg.evaluation.holdout_fraction:g}:{cfg.evaluation.holdout_seed}:{rows}"
 
@@ -262,16 +274,21 @@ class PromoteResult:
     version: str
     alias: str
     metric: str
-    holdout_metrics: dict[str, float]
-    trial: TrialChoice
+    trial: TrialChoice  # the largest member of the selection
     run_id: str
     overlay: Path
     config_hash: str
+    selection: str  # 'trial 7 (paper_default)' or 'ensemble of trials ...'
+    evidence: dict[str, float] = field(default_factory=dict)  # selection/* metrics (corrected R2, ...)
+    holdout_metrics: dict[str, float] = field(default_factory=dict)  # empty: no holdout
+    baseline_metrics: dict[str, float] = field(default_factory=dict)  # the baseline on the same holdout
+    trained_on: str = "all rows"
+    n_train: int = 0
     champion_before: str | None = None
     champion_value: float | None = None
+    decided_by: str = ""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    baseline_metrics: dict[str, float] = field(default_factory=dict)
     gate: str = GATE_PASSED
 
     @property
@@ -281,34 +298,47 @@ class PromoteResult:
 
     def summary(self) -> list[str]:
         """Human-readable lines (printed by the CLI)."""
+        ev = self.evidence
+        lines = [f"study '{self.trial.study}': promoted {self.selection} (config {self.config_hash})"]
+        if ev:
+            lines.append(f"  corrected CV R2 {ev['selection/corrected_r2']:.4f} (95% CI "
+                         f"{ev['selection/corrected_r2_ci_low']:.4f} .. {ev['selection/corrected_r2_ci_high']:.4f}); "
+                         f"raw best trial CV R2 {ev['selection/raw_best_cv_r2']:.4f}")
+            if "selection/p_better_than_baseline" in ev:
+                p, d = ev["selection/p_better_than_baseline"], ev["selection/gain_over_baseline"]
+                lo, hi = ev["selection/gain_ci_low"], ev["selection/gain_ci_high"]
+                lines.append(f"  vs best no-augmentation reference: P(better) {p:.2f}, R2 difference {d:+.4f} "
+                             f"(95% CI {lo:+.4f} .. {hi:+.4f})")
         m = self.holdout_metrics
-        lines = [f"study '{self.trial.study}' trial {self.trial.number} (config {self.config_hash}): "
-                 f"holdout R2 {m['r2']:.4f}  RMSE {m['rmse']:.2f}  MAE {m['mae']:.2f}  MAPE {m['mape']:.2f}% "
-                 f"on {int(m['n_rows'])} untouched rows"]
-        new = m[self.metric]
-        b = self.baseline_metrics.get(self.metric)
+        if m:
+            lines.append(f"  holdout R2 {m['r2']:.4f}  RMSE {m['rmse']:.2f}  MAE {m['mae']:.2f}  MAPE {m['mape']:.2f}% "
+                         f"on {int(m['n_rows'])} untouched rows")
+            b = self.baseline_metrics.get(self.metric)
+            if b is not None and self.gate != GATE_IS_BASELINE:
+                lines.append(f"  baseline on the same holdout: {self.metric} {b:.4f}")
+        else:
+            lines.append("  no holdout (fewer rows than evaluation.holdout_min_rows would make one): decided on the "
+                         "cross-validated evidence above")
         if self.gate == GATE_IS_BASELINE:
-            lines.append("the candidate is the no-augmentation baseline (generator=none)")
-        elif b is not None:
-            gain = (new - b) if HIGHER_IS_BETTER[self.metric] else (b - new)
-            lines.append(f"baseline (same config, generator=none) holdout {self.metric} {b:.4f}; "
-                         f"candidate {new:.4f}; gain over baseline {gain:+.4f}")
+            lines.append("  the selection is a no-augmentation reference: augmentation did not earn its place here")
         if self.gate == GATE_OVERRIDDEN:
-            lines.append(f"warning: the candidate is worse than the baseline ({new:.4f} vs {b:.4f}); promoted "
-                         "anyway because of --allow-worse-than-baseline (tag allow_worse_than_baseline=true)")
-        if self.gate == GATE_REFUSED:  # not compared with the champion
-            lines.append(f"REFUSED: the candidate's holdout {self.metric} {new:.4f} is worse than the baseline's "
-                         f"{b:.4f}; '{CHAMPION}' does not move, version {self.version} gets '{CHALLENGER}' "
+            lines.append("  warning: the selection is worse than the no-augmentation baseline; promoted anyway because "
+                         "of --allow-worse-than-baseline (tag allow_worse_than_baseline=true)")
+        if self.gate == GATE_REFUSED:
+            lines.append(f"REFUSED: the selection is worse than the no-augmentation baseline ({self.decided_by}); "
+                         f"'{CHAMPION}' does not move, version {self.version} gets '{CHALLENGER}' "
                          "(--allow-worse-than-baseline overrides)")
         elif self.champion_before is None:
             lines.append(f"no current champion of '{self.model_name}': version {self.version} becomes '{CHAMPION}'")
         else:
             better = "beats" if self.moved_champion else "does not beat"
-            lines.append(f"holdout {self.metric}: new version {self.version} {new:.4f} {better} champion version "
-                         f"{self.champion_before} {self.champion_value:.4f} -> "
+            lines.append(f"{self.decided_by}: new version {self.version} {better} champion version "
+                         f"{self.champion_before}"
+                         + (f" ({self.champion_value:.4f})" if self.champion_value is not None else "") + " -> "
                          + (f"'{CHAMPION}' moves to version {self.version}" if self.moved_champion
                             else f"'{CHAMPION}' stays on version {self.champion_before}; "
                                  f"version {self.version} gets '{CHALLENGER}'"))
+        lines.append(f"  refit on {self.trained_on} ({self.n_train} rows) before registering")
         lines.extend(self.notes)
         lines.append(f"registered models:/{self.model_name}/{self.version} (models:/{self.model_name}@{self.alias}); "
                      f"MLflow run {self.run_id}")
@@ -330,121 +360,203 @@ def _champion(client: MlflowClient, name: str) -> Any | None:
         return None
 
 
-def _champion_value(client: MlflowClient, champion: Any, metric: str, key: str, holdout: Dataset,
-                    notes: list[str]) -> float:
-    """The champion's holdout metric on THIS holdout: its tag if it was scored on the same holdout,
-    else re-scored by loading its model (with a note)."""
+def _holdout_value(champion: Any, metric: str, key: str) -> float | None:
+    """The champion's holdout metric when it was scored on THIS holdout and never trained on it."""
     tags = champion.tags or {}
-    if tags.get("holdout_key") == key and f"holdout_{metric}" in tags:
+    if tags.get("holdout_key") == key and tags.get("trained_on") == DEV_ROWS and f"holdout_{metric}" in tags:
         return float(tags[f"holdout_{metric}"])
-    notes.append(f"note: champion version {champion.version} was scored on another holdout "
-                 f"({tags.get('holdout_key', 'unknown')}); re-scored it on this one ({key}) -- "
-                 "its training rows may overlap this holdout")
-    model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
-    pred = model.predict(pd.DataFrame(holdout.X, columns=list(holdout.feature_names)))
-    return regression_metrics(holdout.y, np.asarray(pred.iloc[:, 0], dtype=float))[metric]
+    return None
 
 
-def baseline_holdout(cfg: DictConfig, overrides: Sequence[str], dev: Dataset, holdout: Dataset) -> dict[str, float]:
-    """Holdout metrics of the no-augmentation baseline of `cfg` (same regressor, same rows)."""
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("generator.")]  # knobs of the replaced generator
-    base_cfg = load_config([*kept, "generator=none"])
-    pred = fit_pipeline(base_cfg, dev).predict_array(holdout.X)
-    return regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
+def default_model_name(cfg: DictConfig, data: Dataset) -> str:
+    """vaeok-<data set>-<digest of target and feature names>, the data set being the CSV's file stem
+    (or the embedded set's name): promotes from different data never compete for one champion."""
+    stem = Path(str(cfg.data.path)).stem if cfg.data.source == "csv" and cfg.data.path else str(cfg.data.name)
+    digest = hashlib.sha256("|".join([data.target_name, *data.feature_names]).encode()).hexdigest()[:8]
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "data"
+    return safe_name(f"vaeok-{label[:80]}-{digest}", "model name (pass --model-name)")
+
+
+def _fit_members(cfgs: list[DictConfig], rows: Dataset, weights: list[float]) -> FittedPipeline | EnsemblePipeline:
+    """The selection fitted on `rows`: one pipeline, or the weighted ensemble of its members'."""
+    fitted = [fit_pipeline(c, rows) for c in cfgs]
+    return fitted[0] if len(fitted) == 1 else EnsemblePipeline(fitted, list(weights), fitted[0].config_yaml)
+
+
+def _choose(study_obj: Any, trial: int | None, rule: str) -> tuple[Evidence | None, list[tuple[int, float]]]:
+    """The evidence and the (trial number, weight) members to promote."""
+    ev = decide(study_obj, rule if trial is None else f"fixed:{trial}")
+    if ev is not None:
+        return ev, [(c.number, w) for c, w in ev.members]
+    if trial is not None:
+        return None, [(trial, 1.0)]
+    top = top_trials(study_obj, 1)
+    if not top:
+        raise UserError(f"study '{study_obj.study_name}' has no completed trials")
+    return None, [(top[0].number, 1.0)]
+
+
+DEV_ROWS, ALL_ROWS = "development rows", "all rows"
 
 
 def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", model_name: str | None = None,
             trial: int | None = None, extra_overrides: Sequence[str] = (),
-            allow_worse_than_baseline: bool = False) -> PromoteResult:
-    """Register a study's best trial (or `trial`) and move alias `champion` if it wins on the holdout
-    and is no worse there than the no-augmentation baseline (unless allow_worse_than_baseline)."""
+            allow_worse_than_baseline: bool = False, rule: str | None = None, refit_all: bool = True) -> PromoteResult:
+    """Select from a study's evidence, refit, register, and move alias `champion` if it wins.
+
+    The selection is the study's rule (spec `selection.rule`, or `rule`) applied to every trial's
+    out-of-fold predictions; `trial` promotes that trial instead. With an outer holdout (data sets
+    large enough for evaluation.holdout_min_rows) the selection and the best no-augmentation
+    reference are also scored on it. The registered model is refit on all rows unless `refit_all`
+    is False (then on the development rows only).
+    """
     start = time.perf_counter()
-    safe_name(study, "--study")  # names conf/experiment/promoted_<study>.yaml: checked before any work
+    safe_name(study, "--study")  # names the promoted_<study>.yaml overlay: checked before any work
     if model_name is not None:
         safe_name(model_name, "--model-name")
     if metric not in HIGHER_IS_BETTER:
         raise UserError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
-    choice = load_trial(study, storage, trial)
-    cfg = load_config([*choice.overrides, *extra_overrides])
+    st = open_study_readonly(study, storage)
+    spec = st.user_attrs.get("spec") or {}
+    rule = rule or (spec.get("selection") or {}).get("rule") or DEFAULT_RULE
+    if rule not in RULES:
+        raise UserError(f"--rule must be one of {', '.join(RULES)}, got '{rule}'")
+    ev, members = _choose(st, trial, rule)
+    choices = [trial_choice(st, n) for n, _ in members]
+    weights = [w for _, w in members]
+    cfgs = [load_config([*c.overrides, *extra_overrides]) for c in choices]
+    cfg, choice = cfgs[0], choices[0]
     if not cfg.tracking.enabled:
         raise UserError("promote needs tracking.enabled=true (the registry lives in the MLflow store)")
     configure_runtime(cfg.torch_threads)
     data = load_checked_dataset(cfg)
     dev, holdout = development_rows(cfg, data)
-    if holdout.n_rows < 2:
-        raise UserError(f"evaluation.holdout_fraction={cfg.evaluation.holdout_fraction} leaves "
-                        f"{holdout.n_rows} holdout rows; promote needs an outer holdout of at least 2 rows")
-    name = model_name or safe_name(f"vaeok-{cfg.data.name}", "model name vaeok-<data.name> (or pass --model-name)")
+    name = model_name or default_model_name(cfg, data)
     exp_id = tracking.setup(cfg.tracking)
     client = MlflowClient()
     notes: list[str] = []
     if choice.mlflow_run_id:
         _compare_with_logged(choice.mlflow_run_id, cfg, notes)
+    evidence = summary_metrics(ev) if ev is not None else {}
+    # the selection has no augmented member: a no-augmentation reference (or an ensemble of them)
+    is_baseline = all(bl.is_baseline(st.trials[n].user_attrs.get(bl.ROLE)) or c.generator.name == "none"
+                      for (n, _), c in zip(members, cfgs))
 
+    hold_metrics: dict[str, float] = {}
+    base_m: dict[str, float] = {}
+    gate, decided_by = (GATE_IS_BASELINE if is_baseline else GATE_PASSED), ""
+    pred = None
+    if holdout.n_rows:  # scored once on rows no trial, fit or selection has seen
+        pred = _fit_members(cfgs, dev, weights).predict_array(holdout.X)
+        hold_metrics = {**regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy()), "n_rows": float(holdout.n_rows)}
+        if not is_baseline:
+            base_overrides = (trial_choice(st, ev.baseline.number).overrides if ev is not None and
+                              ev.baseline is not None else [*choice.overrides])
+            base_m = baseline_holdout(cfg, [*base_overrides, *extra_overrides], dev, holdout)
+            if _better(base_m[metric], hold_metrics[metric], metric):
+                gate, decided_by = GATE_REFUSED, f"holdout {metric} {hold_metrics[metric]:.4f} vs {base_m[metric]:.4f}"
+    elif ev is not None and ev.vs_baseline is not None and not is_baseline and ev.vs_baseline.p_a_better < 0.5:
+        gate = GATE_REFUSED
+        decided_by = f"cross-validated P(better than baseline) {ev.vs_baseline.p_a_better:.2f} < 0.5"
+    if gate == GATE_REFUSED and allow_worse_than_baseline:
+        gate = GATE_OVERRIDDEN
+
+    rows = data if refit_all else dev
+    trained_on = ALL_ROWS if refit_all or not holdout.n_rows else DEV_ROWS
+    pipeline = _fit_members(cfgs, rows, weights)
     chash, key = config_hash(cfg), holdout_key(cfg, data)
-    pipeline = fit_pipeline(cfg, dev)
-    pred = pipeline.predict_array(holdout.X)
-    m = regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
-    hold_metrics = {**m, "n_rows": float(holdout.n_rows)}
-    if cfg.generator.name == "none":
-        base_m, gate = dict(m), GATE_IS_BASELINE
-    else:
-        base_m = baseline_holdout(cfg, [*choice.overrides, *extra_overrides], dev, holdout)
-        gate = GATE_PASSED
-        if _better(base_m[metric], m[metric], metric):
-            gate = GATE_OVERRIDDEN if allow_worse_than_baseline else GATE_REFUSED
-    gain = (m[metric] - base_m[metric]) * (1 if HIGHER_IS_BETTER[metric] else -1)
+    selection_text = ev.describe() if ev is not None else f"trial {choice.number}"
 
     from vaeok.experiment import run_tags
 
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
-            "config_hash": chash, "holdout_key": key, "baseline_gate": gate}
+            "config_hash": chash, "holdout_key": key, "baseline_gate": gate, "selection": selection_text[:500],
+            "selection_rule": rule if trial is None else "fixed", "trained_on": trained_on}
     with tracking.run(exp_id, f"promote-{study}-trial{choice.number}", tags) as active:
         run_id = active.info.run_id
         cv = {f"trial/value{i}" if i else "trial/value": v for i, v in enumerate(choice.values)}
-        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv,
+        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv, **evidence,
                                             **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
-                                            "holdout/gain_over_baseline": gain},
+                                            **_holdout_gain(hold_metrics, base_m, metric),
+                                            "train/n_rows": float(rows.n_rows)},
                            params=flatten(cfg))
         mlflow.log_text(to_yaml(cfg), "config.yaml")
-        _, hold_idx = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
-        mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
-                         "holdout_seed": cfg.evaluation.holdout_seed, "data_hash": data.fingerprint(),
-                         "rows": [int(i) for i in hold_idx]}, "holdout_split.json")
-        mlflow.log_text(pd.concat([pd.DataFrame(holdout.X, columns=list(holdout.feature_names)),
-                                   pd.DataFrame({holdout.target_name: holdout.y}), pred], axis=1)
-                        .to_csv(index=False), "holdout_predictions.csv")
-        example = pd.DataFrame(dev.X[:5], columns=list(dev.feature_names))
+        mlflow.log_dict({"rule": rule, "members": [{"trial": c.number, "weight": w, "overrides": c.overrides}
+                                                   for c, w in zip(choices, weights)]}, "selection.json")
+        if holdout.n_rows:
+            _, hold_idx = outer_split(data.n_rows, cfg.evaluation)
+            mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
+                             "holdout_seed": cfg.evaluation.holdout_seed, "data_hash": data.fingerprint(),
+                             "rows": [int(i) for i in hold_idx]}, "holdout_split.json")
+            mlflow.log_text(pd.concat([pd.DataFrame(holdout.X, columns=list(holdout.feature_names)),
+                                       pd.DataFrame({holdout.target_name: holdout.y}), pred], axis=1)
+                            .to_csv(index=False), "holdout_predictions.csv")
+        example = pd.DataFrame(rows.X[:5], columns=list(rows.feature_names))
         info = log_pipeline(pipeline, example)
 
     version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
                     "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
+                    "selection": selection_text[:500], "trained_on": trained_on, "n_train_rows": str(rows.n_rows),
                     "overrides": redact_text(" ".join(choice.overrides + list(extra_overrides)))[:5000],
-                    **{f"holdout_{k}": f"{v:.6g}" for k, v in m.items()},
+                    **{f"holdout_{k}": f"{v:.6g}" for k, v in hold_metrics.items() if k != "n_rows"},
                     **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
+                    **{k.replace("selection/", "cv_"): f"{v:.6g}" for k, v in evidence.items()},
                     "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
     champion = _champion(client, name)
     version = mlflow.register_model(info.model_uri, name, tags=version_tags)
-    champ_value = None
+    champ_value, alias = None, CHAMPION
     if gate == GATE_REFUSED:
         alias = CHALLENGER
-    elif champion is None:
-        alias = CHAMPION
-    else:
-        champ_value = _champion_value(client, champion, metric, key, holdout, notes)
-        alias = CHAMPION if _better(m[metric], champ_value, metric) else CHALLENGER
+    elif champion is not None:
+        alias, champ_value, decided_by = _against_champion(champion, data, metric, key, hold_metrics, evidence, notes)
     client.set_registered_model_alias(name, alias, version.version)
     client.set_model_version_tag(name, version.version, "promoted_as", alias)
 
-    header = (f"Promoted by `vaeok promote --study {study}`: trial {choice.number}, model "
+    header = (f"Promoted by `vaeok promote --study {study}`: {selection_text}, model "
               f"{name} version {version.version} ({alias}), config hash {chash}.\n"
-              f"Holdout ({key}): " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + ".\n"
-              "Reproduce the trial's cross-validated evaluation with: vaeok run experiment=<this file's name>")
+              + ("This file reproduces the largest member of the ensemble.\n" if len(choices) > 1 else "")
+              + "Reproduce the trial's cross-validated evaluation with: vaeok run experiment=<this file's name>")
     # the champion's overlay is never overwritten by a losing promote
     overlay = write_overlay(cfg, study if alias == CHAMPION else f"{study}_{CHALLENGER}", header)
-    return PromoteResult(name, str(version.version), alias, metric, hold_metrics, choice, run_id, overlay, chash,
-                         None if champion is None else str(champion.version), champ_value, notes,
-                         time.perf_counter() - start, base_m, gate)
+    return PromoteResult(name, str(version.version), alias, metric, choice, run_id, overlay, chash, selection_text,
+                         evidence, hold_metrics, base_m, trained_on, rows.n_rows,
+                         None if champion is None else str(champion.version), champ_value, decided_by, notes,
+                         time.perf_counter() - start, gate)
+
+
+def _holdout_gain(hold: dict[str, float], base: dict[str, float], metric: str) -> dict[str, float]:
+    """holdout/gain_over_baseline (positive = better than the baseline) when both were scored."""
+    if not hold or metric not in base:
+        return {}
+    return {"holdout/gain_over_baseline": (hold[metric] - base[metric]) * (1 if HIGHER_IS_BETTER[metric] else -1)}
+
+
+def _against_champion(champion: Any, data: Dataset, metric: str, key: str, hold: dict[str, float],
+                      evidence: dict[str, float], notes: list[str]) -> tuple[str, float | None, str]:
+    """(alias, champion's value, what decided) for a candidate against the current champion.
+
+    On a holdout the champion never trained on: the holdout metric. Else, on the same data: the
+    corrected CV R2 of each promote. Otherwise they cannot be compared and the champion stays."""
+    tags = champion.tags or {}
+    if hold and (old := _holdout_value(champion, metric, key)) is not None:
+        return (CHAMPION if _better(hold[metric], old, metric) else CHALLENGER), old, f"holdout {metric}"
+    new = evidence.get("selection/corrected_r2")
+    if tags.get("data_hash") == data.fingerprint() and "cv_corrected_r2" in tags and new is not None:
+        old = float(tags["cv_corrected_r2"])
+        return (CHAMPION if new > old else CHALLENGER), old, "corrected CV R2 on the same rows"
+    notes.append(f"note: champion version {champion.version} cannot be compared with this one (no holdout that "
+                 "neither trained on, and no corrected CV R2 on the same rows); it keeps the alias. Move it "
+                 "deliberately if you want: mlflow's set_registered_model_alias, or the Models page of the UI")
+    return CHALLENGER, None, "not comparable"
+
+
+def baseline_holdout(cfg: DictConfig, overrides: Sequence[str], dev: Dataset, holdout: Dataset) -> dict[str, float]:
+    """Holdout metrics of a no-augmentation config (same rows): the given overrides with
+    generator=none (the knobs of the replaced generator dropped)."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("generator.")]
+    base_cfg = load_config([*kept, "generator=none"])
+    pred = fit_pipeline(base_cfg, dev).predict_array(holdout.X)
+    return regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
 
 
 def _compare_with_logged(run_id: str, cfg: DictConfig, notes: list[str]) -> None:

@@ -78,6 +78,22 @@ def searches_baseline(spec: StudySpec) -> bool:
     return gen is not None and NO_AUGMENTATION in gen.choices and not spec.multi_objective
 
 
+def baseline_points(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
+    """(role, fixed choices) of every no-augmentation reference: one per regressor the space
+    offers without augmentation (`regressor: categorical [...] if generator=none`), else one with
+    the config's regressor. The first is role `baseline`, the others `baseline_<regressor>`."""
+    reg = next((p for p in spec.space if p.key == "regressor"), None)
+    fixed = {"generator": NO_AUGMENTATION}
+    if reg is None or reg.kind != "categorical" or not reg.active(fixed):
+        return [(BASELINE, fixed)]
+    return [(BASELINE if i == 0 else f"{BASELINE}_{r}", {**fixed, "regressor": r}) for i, r in enumerate(reg.choices)]
+
+
+def is_baseline(role: str | None) -> bool:
+    """True for the role of a no-augmentation reference (`baseline`, `baseline_gpr`, ...)."""
+    return bool(role) and (role == BASELINE or role.startswith(f"{BASELINE}_"))
+
+
 def enqueue_references(study: optuna.Study, spec: StudySpec, base_overrides: list[str]) -> list[str]:
     """Enqueue the baseline (if searchable) and the paper default as the first trials of a new
     study; return notes about references that could not be enqueued."""
@@ -85,11 +101,12 @@ def enqueue_references(study: optuna.Study, spec: StudySpec, base_overrides: lis
     if spec.sampler["type"] in ("grid", "one_at_a_time"):
         return ["fixed design: no reference trials enqueued"]
     if searches_baseline(spec):
-        base_point = point(spec, base_overrides, {"generator": NO_AUGMENTATION})
-        if base_point is None:
-            notes.append("baseline: the config defaults lie outside the search space; not enqueued")
-        else:
-            study.enqueue_trial(base_point, user_attrs={ROLE: BASELINE})
+        for role, fixed in baseline_points(spec):
+            base_point = point(spec, base_overrides, fixed)
+            if base_point is None:
+                notes.append(f"{role}: the config defaults lie outside the search space; not enqueued")
+            else:
+                study.enqueue_trial(base_point, user_attrs={ROLE: role})
     gen = next((p for p in spec.space if p.key == "generator"), None)
     fixed = {"generator": PAPER_GENERATOR} if gen is not None and PAPER_GENERATOR in gen.choices else {}
     paper = point(spec, base_overrides, fixed)
@@ -120,7 +137,7 @@ def references(study: optuna.Study, spec: StudySpec) -> dict[str, Reference]:
     out: dict[str, Reference] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         role = t.user_attrs.get(ROLE)
-        if role in (BASELINE, PAPER_DEFAULT) and role not in out:
+        if (is_baseline(role) or role == PAPER_DEFAULT) and role not in out:
             out[role] = Reference(role, list(t.values), t.number, t.user_attrs.get("mlflow_run_id"))
     sep = study.user_attrs.get(BASELINE_ATTR)
     if BASELINE not in out and isinstance(sep, dict) and sep.get("metrics"):
@@ -139,8 +156,11 @@ def summary_metrics(study: optuna.Study, spec: StudySpec, best: FrozenTrial | No
     refs = references(study, spec)
     for role, ref in refs.items():
         out[f"{role}/{name}"] = float(ref.values[0])
+    baselines = [float(r.values[0]) for role, r in refs.items() if is_baseline(role)]
+    if baselines:
+        out[f"best_baseline/{name}"] = sign * max(sign * v for v in baselines)
     if best is not None:
         out[f"best/{name}"] = float(best.values[0])
-        if BASELINE in refs:
-            out["gain_over_baseline"] = sign * (float(best.values[0]) - float(refs[BASELINE].values[0]))
+        if baselines:
+            out["gain_over_baseline"] = sign * (float(best.values[0]) - out[f"best_baseline/{name}"])
     return out

@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from vaeok.config.compose import load_config, to_yaml
-from vaeok.study import baseline
+from vaeok.study import baseline, evidence
 from vaeok.study.spec import StudySpec
+from vaeok.tracking import runs as tracking
 
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
@@ -83,9 +84,20 @@ def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
                  "trial beat it")
     elif gain is not None:
         verdict = "better than" if gain > 0 else ("no better than" if gain == 0 else "WORSE than")
-        text += (f"\nbest trial {top[0].number} is {verdict} the no-augmentation baseline: "
-                 f"gain over baseline {gain:+.4f} ({spec.metrics[0]})")
+        text += (f"\nbest trial {top[0].number} is {verdict} the best no-augmentation reference: "
+                 f"gain {gain:+.4f} ({spec.metrics[0]}; optimistic: the trials were chosen on these rows)")
+    ev = study_evidence(study, spec)
+    if ev is not None:
+        text += "\n" + "\n".join(evidence.summary_lines(ev))
+        text += f"\npromote it with:  vaeok promote --study {study.study_name}"
     return text
+
+
+def study_evidence(study: optuna.Study, spec: StudySpec) -> evidence.Evidence | None:
+    """The study's selection under its spec's rule (single-objective studies only)."""
+    if spec.multi_objective:
+        return None
+    return evidence.decide(study, spec.selection.get("rule", evidence.DEFAULT_RULE))
 
 
 def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
@@ -169,6 +181,13 @@ def log_study_artifacts(study: optuna.Study, spec: StudySpec, parent_id: str) ->
     best = best_config_yaml(study, spec)
     if best is not None:
         client.log_text(parent_id, best, "best_config.yaml")
+    ev = study_evidence(study, spec)
+    if ev is not None:
+        tracking.log_batch(parent_id, metrics=evidence.summary_metrics(ev),
+                           tags={"selection": ev.describe()[:500], "selection_rule": ev.rule})
+        client.log_dict(parent_id, {"rule": ev.rule, "members": [{"trial": c.number, "weight": w, "role": c.role}
+                                                                 for c, w in ev.members],
+                                    **evidence.summary_metrics(ev)}, "selection.json")
     for key, fig in _figures(study, spec).items():
         client.log_figure(parent_id, fig, f"figures/{key}.png")
         plt.close(fig)

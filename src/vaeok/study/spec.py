@@ -86,6 +86,7 @@ class StudySpec:
     timeout: float | None = None
     overrides: list[str] = field(default_factory=list)
     source: str = ""
+    selection: dict[str, Any] = field(default_factory=lambda: {"rule": DEFAULT_RULE})
 
     @property
     def multi_objective(self) -> bool:
@@ -96,11 +97,14 @@ class StudySpec:
         return {
             "name": self.name, "directions": self.directions, "metrics": self.metrics, "sampler": self.sampler,
             "pruner": self.pruner, "n_trials": self.n_trials, "timeout": self.timeout, "overrides": self.overrides,
-            "space": {p.key: _describe(p) for p in self.space},
+            "space": {p.key: _describe(p) for p in self.space}, "selection": self.selection,
         }
 
 
 _UNSET = object()
+# Selection rules of `vaeok promote` (see vaeok.study.evidence.make_rule).
+RULES = ("best", "one_se", "ensemble")
+DEFAULT_RULE = "ensemble"
 
 
 def parse_param(key: str, value: Any) -> Param:
@@ -206,7 +210,7 @@ def load_spec(path: str | Path) -> StudySpec:
     if not isinstance(raw, dict):
         raise UserError(f"{p}: a spec is a mapping")
     known = {"name", "direction", "directions", "metric", "metrics", "sampler", "pruner", "n_trials", "timeout",
-             "overrides", "space", "description"}
+             "overrides", "space", "description", "selection"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{p}: unknown spec key(s): {', '.join(unknown)}")
@@ -237,11 +241,24 @@ def load_spec(path: str | Path) -> StudySpec:
         raise UserError(f"{p}: overrides must be a list of 'key=value' strings")
     space = [parse_param(str(k), v) for k, v in space_raw.items()]
     _check_conditions(p, space)
+    selection = _selection(raw.get("selection"), p)
     return StudySpec(
         name=name, space=space,
         directions=directions, metrics=metrics, sampler=sampler, pruner=pruner, n_trials=n_trials,
-        timeout=timeout, overrides=list(overrides), source=str(p),
+        timeout=timeout, overrides=list(overrides), source=str(p), selection=selection,
     )
+
+
+def _selection(raw: Any, p: Path) -> dict[str, Any]:
+    """The spec's `selection:` (how promote picks from the trials): {rule: best|one_se|ensemble}."""
+    d = {"rule": raw} if isinstance(raw, str) else dict(raw or {})
+    unknown = sorted(set(d) - {"rule"})
+    if unknown:
+        raise UserError(f"{p}: unknown selection key(s): {', '.join(unknown)}")
+    rule = d.get("rule", DEFAULT_RULE)
+    if rule not in RULES:
+        raise UserError(f"{p}: selection rule must be one of {', '.join(RULES)}, got '{rule}'")
+    return {"rule": rule}
 
 
 def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:

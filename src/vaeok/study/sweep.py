@@ -31,8 +31,10 @@ from vaeok.core.redact import redact_text, redact_url
 from vaeok.core.runtime import configure_runtime
 from vaeok.core.signals import terminate_as_interrupt
 from vaeok.data.datasets import load_dataset_cached
+from vaeok.evaluation.result import EvalResult
 from vaeok.experiment import RunHooks, run_experiment
 from vaeok.study import baseline
+from vaeok.study.evidence import OOF_ATTR, OOF_Y_ATTR
 from vaeok.study.samplers import make_pruner, make_sampler
 from vaeok.study.spec import StudySpec, check_keys, sample
 from vaeok.tracking import runs as tracking
@@ -234,10 +236,24 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
         if missing:
             raise UserError(f"objective metric(s) {missing} not produced; available: {sorted(metrics)}")
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k.count("/") == 1})  # one write
+        oof = out_of_fold(outcome.result)
+        if oof is not None:  # the evidence promote selects with (honest protocols only)
+            trial.set_user_attr(OOF_ATTR, oof[1])
+            if OOF_Y_ATTR not in trial.study.user_attrs:
+                trial.study.set_user_attr(OOF_Y_ATTR, oof[0])
         values = [metrics[m] for m in spec.metrics]
         return values if spec.multi_objective else values[0]
 
     return objective
+
+
+def out_of_fold(result: EvalResult) -> tuple[list[float], list[float]] | None:
+    """(targets, out-of-fold predictions) per development row, averaged over CV repeats; None for
+    the paper's leaky protocol (its test rows include virtual ones)."""
+    if not result.objective_key.startswith("val/"):
+        return None
+    per_row = result.predictions.groupby("row")[["y_true", "y_pred"]].mean().sort_index()
+    return per_row["y_true"].astype(float).tolist(), per_row["y_pred"].astype(float).tolist()
 
 
 def duplicate_of(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
@@ -253,6 +269,12 @@ def duplicate_of(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | N
 def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     """Number of trials in the given states."""
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def done(study: optuna.Study) -> int:
+    """Trials that count toward the budget: COMPLETE or PRUNED, and not a reused duplicate of an
+    earlier trial (a study ends with n_trials distinct configs)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if "duplicate_of" not in t.user_attrs)
 
 
 def enqueue_retries(study: optuna.Study, max_retry: int) -> None:
@@ -384,10 +406,10 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
         trial.set_user_attr("pid", os.getpid())
         return inner(trial)
 
-    done0 = count(study, FINISHED)
+    done0 = done(study)
     log(f"study '{study.study_name}' ({redact_url(opts.storage or DEFAULT_STORAGE)}): {done0}/{n_trials} trials done")
     bar = trial_bar(n_trials, done0, opts.progress)
-    start, failures, status = time.monotonic(), 0, "FINISHED"
+    start, failures, duplicates, status = time.monotonic(), 0, 0, "FINISHED"
     try:
         with terminate_as_interrupt():
             if not baseline.searches_baseline(spec):
@@ -402,7 +424,7 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
                     break
                 lock.acquire()
                 try:
-                    finished = count(study, FINISHED)
+                    finished = done(study)
                     running = count(study, (TrialState.RUNNING,))
                     if finished >= n_trials:
                         break
@@ -418,6 +440,12 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
                 finally:
                     lock.release()
                 last = _last_own_trial(study)
+                if last is not None and "duplicate_of" in last.user_attrs:
+                    duplicates += 1
+                    if duplicates >= max(20, 3 * n_trials):
+                        log(f"stopping: {duplicates} draws in this session repeated finished trials; the search space "
+                            f"has no new points left ({done(study)} distinct configs)")
+                        break
                 if last is not None and last.state == TrialState.FAIL:
                     failures += 1
                     log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
@@ -517,8 +545,7 @@ def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
 def _update_progress(bar, study: optuna.Study, spec: StudySpec) -> None:
     if bar is None:
         return
-    done = count(study, FINISHED)
-    bar.update(max(0, done - bar.n))
+    bar.update(max(0, done(study) - bar.n))
     if not spec.multi_objective and count(study, (TrialState.COMPLETE,)):
         bar.set_postfix_str(f"best {spec.metrics[0]}={study.best_value:.4f} (trial {study.best_trial.number})")
 

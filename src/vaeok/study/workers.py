@@ -20,7 +20,7 @@ from vaeok.core.errors import UserError
 from vaeok.core.progress import trial_bar
 from vaeok.core.signals import Terminated, exit_code
 from vaeok.study.spec import StudySpec
-from vaeok.study.sweep import FINISHED, Prepared, SweepOptions, count, finish, prepare, work
+from vaeok.study.sweep import Prepared, SweepOptions, done, finish, prepare, work
 
 
 def _worker(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, index: int) -> None:
@@ -53,7 +53,7 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
     procs = [ctx.Process(target=_worker, args=(prep.spec, prep.base_overrides, worker_opts, i), daemon=False)
              for i in range(n_workers)]
     n_trials = opts.n_trials or prep.spec.n_trials
-    bar = trial_bar(n_trials, count(prep.study, FINISHED), opts.progress)
+    bar = trial_bar(n_trials, done(prep.study), opts.progress)
     status = "FINISHED"
     try:
         for p in procs:
@@ -61,9 +61,9 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
         while any(p.is_alive() for p in procs):
             time.sleep(poll_seconds)
             if bar is not None:
-                bar.update(max(0, count(prep.study, FINISHED) - bar.n))
+                bar.update(max(0, done(prep.study) - bar.n))
         codes = [p.exitcode for p in procs]
-        if count(prep.study, FINISHED) < n_trials and opts.timeout is None and prep.spec.timeout is None:
+        if done(prep.study) < n_trials and opts.timeout is None and prep.spec.timeout is None:
             status = "FAILED"
             raise UserError(f"workers ended (exit codes {codes}) before the study reached {n_trials} trials; "
                             "rerun the same command to resume")

@@ -1,0 +1,1 @@
+"""Regressors of this project (scikit-learn estimators): GPR and ordinary kriging used as the model."""
