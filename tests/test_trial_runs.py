@@ -46,7 +46,7 @@ def _state(t: optuna.trial.FrozenTrial) -> str:
 def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study:
     """A tiny study with COMPLETE, PRUNED, FAIL (in training and before it) and reused-duplicate trials.
 
-    Outcomes are forced, not left to chance: trial 3 is pruned, the 2nd trained config raises
+    Outcomes are forced, not left to chance: the first trained trial after trial 1 is pruned, the 2nd trained config raises
     in training, the 4th composed config fails to compose (no training at all)."""
     import vaeok.run as run_mod
     import vaeok.sweep as sweep_mod
@@ -55,8 +55,16 @@ def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study
     spec = tmp_path / "mixed.yaml"
     spec.write_text("name: mixed\nsampler: {type: random, seed: 3}\npruner: {type: median, n_startup_trials: 0}\n"
                     "n_trials: 7\noverrides: [evaluation.eval_every_n_epochs=2]\n" + SPACE)
-    monkeypatch.setattr(optuna.Trial, "should_prune", lambda self: self.number == 3)
-    calls = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+    pruned: list[int] = []
+
+    def should_prune(self: optuna.Trial) -> bool:  # the first trial after the references that asks
+        if self.number >= 2 and (not pruned or pruned[0] == self.number):
+            pruned[:1] = [self.number]
+            return True
+        return False
+
+    monkeypatch.setattr(optuna.Trial, "should_prune", should_prune)
     real_eval, real_load = run_mod.evaluate, sweep_mod.load_trial_config
 
     def flaky_evaluate(cfg, data, report=None):  # type: ignore[no-untyped-def]
