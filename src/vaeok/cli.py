@@ -208,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn every failure into one line on stderr and an exit code:
     2 bad input, config or storage (UserError, disk full, unwritable store), 1 anything else,
     130 Ctrl-C, 143 SIGTERM. VAEOK_TRACEBACK=1 shows the traceback of unexpected errors."""
+    # MLflow's artifact download progress bars (promote, predict, --from-run) are not ours to show
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -15,7 +15,9 @@ baseline never becomes champion (it is registered as ``challenger``) unless
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import re
 import time
@@ -33,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vaeok.config.compose import config_dir, flatten, load_config, to_yaml
+from vaeok.config.compose import config_dir, load_config, to_yaml
 from vaeok.config.overrides import override
 from vaeok.config.schema import Config, validate_config
 from vaeok.core.errors import UserError, message
@@ -395,7 +397,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
             gate = GATE_OVERRIDDEN if allow_worse_than_baseline else GATE_REFUSED
     gain = (m[metric] - base_m[metric]) * (1 if HIGHER_IS_BETTER[metric] else -1)
 
-    from vaeok.experiment import run_tags
+    from vaeok.experiment import log_datasets, run_params, run_tags
 
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
             "config_hash": chash, "holdout_key": key, "baseline_gate": gate}
@@ -405,7 +407,8 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
         tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv,
                                             **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
                                             "holdout/gain_over_baseline": gain},
-                           params=flatten(cfg))
+                           params=run_params(cfg))
+        log_datasets(cfg, data, ("development", "holdout"))  # refit on development rows, scored on holdout
         mlflow.log_text(to_yaml(cfg), "config.yaml")
         _, hold_idx = holdout_split(data.n_rows, cfg.evaluation.holdout_fraction, cfg.evaluation.holdout_seed)
         mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
@@ -424,7 +427,8 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
                     **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
                     "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
     champion = _champion(client, name)
-    version = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Successfully registered ..." lines: the
+        version = mlflow.register_model(info.model_uri, name, tags=version_tags)  # summary says it
     champ_value = None
     if gate == GATE_REFUSED:
         alias = CHALLENGER
