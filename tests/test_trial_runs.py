@@ -46,8 +46,8 @@ def _state(t: optuna.trial.FrozenTrial) -> str:
 def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study:
     """A tiny study with COMPLETE, PRUNED, FAIL (in training and before it) and reused-duplicate trials.
 
-    Outcomes are forced, not left to chance: the first trained trial after trial 1 is pruned, the 2nd trained config raises
-    in training, the 4th composed config fails to compose (no training at all)."""
+    Outcomes are forced, not left to chance: the first trained trial after trial 1 is pruned, the
+    2nd trained config raises in training, the 4th composed config fails to compose (no training)."""
     import vaeok.run as run_mod
     import vaeok.sweep as sweep_mod
     from vaeok.errors import UserError
@@ -122,7 +122,8 @@ def test_pruned_and_duplicate_runs_are_recognisable_and_complete(mixed_study: op
     assert dups
     for t in dups:
         run, orig = runs[t.number], runs[t.user_attrs["duplicate_of"]]
-        assert run.info.status == "FINISHED" and run.data.tags["vaeok.duplicate_of"] == str(t.user_attrs["duplicate_of"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["vaeok.duplicate_of"] == str(t.user_attrs["duplicate_of"])
         assert run.info.run_name.endswith(f"-dup-t{t.user_attrs['duplicate_of']:03d}")
         assert run.data.metrics["val/r2"] == pytest.approx(orig.data.metrics["val/r2"]) == pytest.approx(t.value)
         assert run.data.params == orig.data.params
@@ -133,8 +134,8 @@ def test_pruned_and_duplicate_runs_are_recognisable_and_complete(mixed_study: op
 
 def test_trial_params_are_lean_and_searched_knobs_marked(mixed_study: optuna.Study, tmp_path: Path) -> None:
     runs = _trial_runs(tmp_path)
-    done = next(t for t in mixed_study.trials if t.state == TrialState.COMPLETE and t.params.get("generator") == "vae_ok"
-                and "duplicate_of" not in t.user_attrs)
+    done = next(t for t in mixed_study.trials if t.state == TrialState.COMPLETE
+                and t.params.get("generator") == "vae_ok" and "duplicate_of" not in t.user_attrs)
     run = runs[done.number]
     params = run.data.params
     assert not [k for k in params if k.startswith(("compare.", "tracking.", "torch_threads"))]

@@ -56,7 +56,8 @@ def free_port() -> int:
 
 def _env() -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "VAEOK_CONFIG_DIR": os.environ.get("VAEOK_CONFIG_DIR", str(REPO / "conf"))}
+    conf = os.environ.get("VAEOK_CONFIG_DIR", str(REPO / "conf"))
+    return {**os.environ, "PYTHONPATH": path, "VAEOK_CONFIG_DIR": conf}
 
 
 def _vaeok() -> list[str]:
@@ -123,8 +124,8 @@ def _study_runs(store: Path, study: str) -> tuple[str, Any, list[Any]]:
     return exp.experiment_id, parent, trials
 
 
-_CLOSE_ASSISTANT = ("(() => { const b = document.querySelector('[data-component-id=\"mlflow.assistant.chat_panel.close\"]');"
-                    " if (b) b.click(); return true; })()")
+_CLOSE_ASSISTANT = ("(() => { const b = document.querySelector("
+                    "'[data-component-id=\"mlflow.assistant.chat_panel.close\"]'); if (b) b.click(); return true; })()")
 
 
 def _close_popups(b: Browser) -> None:
@@ -153,7 +154,8 @@ def capture(store: Path, out: Path, study: str = "tpe", width: int = 1600, heigh
         facts.landing_url = server.printed_url()
         url = facts.landing_url if "#/experiments/" in facts.landing_url else f"{base}/#/experiments/{exp_id}"
         b.goto(url)
-        b.wait_for(f"document.body.innerText.includes('study-{study}') || document.body.innerText.includes('Traces')", 60)
+        text = "document.body.innerText"
+        b.wait_for(f"{text}.includes('study-{study}') || {text}.includes('Traces')", 60)
         b.settle(3)
         facts.landing_hash = str(b.js("location.hash"))
         facts.landing_text = b.text()
@@ -175,16 +177,17 @@ def capture(store: Path, out: Path, study: str = "tpe", width: int = 1600, heigh
         shot("02_study_trials.png")
         b.resize(width, height)
 
+        b.resize(width, int(height * 1.6))  # run pages: description, metrics and params in one picture
         # 3. a completed trial's run page (params, dataset, tags)
-        done = [r for r in trials if r.data.tags.get("vaeok.state") == "COMPLETE" and "duplicate_of" not in
-                " ".join(r.data.tags)]
+        done = [r for r in trials if r.data.tags.get("vaeok.state") == "COMPLETE"
+                and "vaeok.duplicate_of" not in r.data.tags]
         if done:
             best = max(done, key=lambda r: r.data.metrics.get("val/r2", float("-inf")))
             b.goto(f"{base}/#/experiments/{exp_id}/runs/{best.info.run_id}?workflowType=machine_learning")
             b.wait_for_text("Parameters", 60)
             b.settle(2)
             facts.trial_page_text = b.text()
-            shot("03_trial_run.png", full_page=True)
+            shot("03_trial_run.png")
 
         # 4. a pruned trial's run page
         pruned = [r for r in trials if r.data.tags.get("vaeok.state") == "PRUNED"]
@@ -193,14 +196,14 @@ def capture(store: Path, out: Path, study: str = "tpe", width: int = 1600, heigh
             b.wait_for_text("Parameters", 60)
             b.settle(2)
             facts.pruned_page_text = b.text()
-            shot("04_pruned_trial.png", full_page=True)
+            shot("04_pruned_trial.png")
 
         # 5. the study parent: description, metrics, artifacts
         b.goto(f"{base}/#/experiments/{exp_id}/runs/{parent.info.run_id}?workflowType=machine_learning")
         b.wait_for_text("Parameters", 60)
         b.settle(2)
         facts.parent_page_text = b.text()
-        shot("05_study_parent.png", full_page=True)
+        shot("05_study_parent.png")
 
         # 6. compare the completed trials
         ids = json.dumps([r.info.run_id for r in done][:12])
@@ -208,8 +211,9 @@ def capture(store: Path, out: Path, study: str = "tpe", width: int = 1600, heigh
         b.wait_for_text("Parameters", 60)
         b.settle(4)
         facts.compare_text = b.text()
-        shot("06_compare.png", full_page=True)
+        shot("06_compare.png")
 
+        b.resize(width, height)
         # 7. the study's figures as the artifact viewer shows them
         for i, fig in enumerate(("contour", "slice", "param_importances"), start=7):
             b.goto(f"{base}/#/experiments/{exp_id}/runs/{parent.info.run_id}/artifacts/figures/{fig}.png"
