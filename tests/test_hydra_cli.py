@@ -16,7 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from vaeok.config import load_config
+from vaeok.config.compose import load_config
 
 from .conftest import CONF, TINY, cli_env
 
@@ -57,7 +57,7 @@ def test_cfg_job_prints_the_composed_config_that_composes_back(tmp_path: Path) -
 
 
 def _unresolved(overrides: list[str]):  # type: ignore[no-untyped-def]
-    from vaeok.config import _compose
+    from vaeok.config.compose import _compose
 
     return _compose(tuple(overrides))
 
@@ -122,8 +122,8 @@ def test_multirun_runs_the_grid_as_an_optuna_grid_study(tmp_path: Path) -> None:
 
 
 def test_kriging_is_quiet_where_pykrige_takes_sqrt_of_negative_variances() -> None:
-    from vaeok.data import rubber_surrogate
-    from vaeok.kriging import OrdinaryKrigingLabeler
+    from vaeok.data.datasets import rubber_surrogate
+    from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
     d = rubber_surrogate()
     with warnings.catch_warnings(record=True) as caught:

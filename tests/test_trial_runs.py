@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from vaeok.sweep import SweepOptions, run_sweep
-from vaeok.sweep_spec import load_spec
+from vaeok.study.spec import load_spec
+from vaeok.study.sweep import SweepOptions, run_sweep
 
 from .conftest import TINY
 
@@ -48,9 +48,9 @@ def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study
 
     Outcomes are forced, not left to chance: the first trained trial after trial 1 is pruned, the
     2nd trained config raises in training, the 4th composed config fails to compose (no training)."""
-    import vaeok.run as run_mod
-    import vaeok.sweep as sweep_mod
-    from vaeok.errors import UserError
+    import vaeok.experiment as run_mod
+    import vaeok.study.sweep as sweep_mod
+    from vaeok.core.errors import UserError
 
     spec = tmp_path / "mixed.yaml"
     spec.write_text("name: mixed\nsampler: {type: random, seed: 3}\npruner: {type: median, n_startup_trials: 0}\n"

@@ -21,7 +21,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from vaeok.config.compose import load_config
 
     if args.cfg or args.info:
-        from vaeok.config import describe_config
+        from vaeok.config.compose import describe_config
 
         print(describe_config(args.overrides, cfg=args.cfg, resolve=args.resolve, info=args.info), end="")
         return 0
@@ -58,9 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _multirun(args: argparse.Namespace) -> int:
     """`vaeok run -m a=1,2 b=x,y ...`: the grid of comma lists run as an Optuna grid study."""
-    from vaeok.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
-    from vaeok.sweep_report import format_top
-    from vaeok.sweep_spec import grid_spec
+    from vaeok.study.report import format_top
+    from vaeok.study.spec import grid_spec
+    from vaeok.study.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
 
     if args.from_run:
         raise UserError("--multirun and --from-run cannot be combined")
@@ -176,7 +176,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _run_epilog() -> str:
     """`vaeok run --help`'s epilog: the config groups and their options, as a Hydra app lists them."""
     try:
-        from vaeok.config import group_options
+        from vaeok.config.compose import group_options
 
         groups = group_options()
     except Exception:  # no config directory: --help still works

@@ -145,8 +145,6 @@ def describe_config(overrides: list[str] | tuple[str, ...], cfg: str | None = No
     text = OmegaConf.to_yaml(job, resolve=resolve)
     if cfg == "all":
         text = OmegaConf.to_yaml(OmegaConf.create(hydra_node)) + text
-    from vaeok.redact import redact_text
-
     return redact_text(text)
 
 

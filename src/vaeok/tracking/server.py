@@ -39,7 +39,7 @@ def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if "://" not in str(cfg.tracking.artifact_root):
         Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
-    from vaeok import tracking
+    from vaeok.tracking import runs as tracking
 
     exp_id = tracking.setup(cfg.tracking)  # created if missing, tagged as a model-training experiment
     # MLflow >= 3.x opens experiments in its GenAI view unless told otherwise: link the runs table
