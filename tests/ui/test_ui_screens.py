@@ -22,7 +22,7 @@ def test_ui_shows_model_training_view_nested_trials_datasets_and_descriptions(tm
     assert "/runs" in facts.landing_hash and "workflowType=machine_learning" in facts.landing_url
     assert "study-tpe" in facts.landing_text and "Detect Issues" not in facts.landing_text
     assert len(facts.trial_rows) >= 6  # every trial nested under the study parent
-    assert any(r.endswith("-dup-t000") for r in facts.trial_rows) or any(r.endswith("-pruned") for r in facts.trial_rows)
+    assert any(r.endswith(("-dup-t000", "-pruned")) for r in facts.trial_rows)
     assert "rubber_surrogate" in facts.trial_page_text and "Development" in facts.trial_page_text  # Dataset
     assert "Trial " in facts.trial_page_text and "Optuna study" in facts.parent_page_text  # descriptions
     params = facts.trial_page_text.split("Parameters", 1)[1]
