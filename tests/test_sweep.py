@@ -76,7 +76,9 @@ def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path, monkeypat
     pruned = study.trials[1]
     assert list(pruned.intermediate_values) == [2]
     run = MlflowClient().get_run(pruned.user_attrs["mlflow_run_id"])
-    assert run.info.status == "KILLED" and run.data.tags["vaeok.state"] == "PRUNED"
+    # a pruned trial is a normal outcome: FINISHED (not the red mark of KILLED/FAILED), tagged and named so
+    assert run.info.status == "FINISHED" and run.data.tags["vaeok.state"] == "PRUNED"
+    assert run.info.run_name.endswith("-pruned") and "epoch 2" in run.data.tags["vaeok.pruned"]
 
 
 def test_failed_trial_does_not_kill_the_sweep_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

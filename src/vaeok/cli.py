@@ -20,6 +20,13 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 def _cmd_run(args: argparse.Namespace) -> int:
     from vaeok.config.compose import load_config
 
+    if args.cfg or args.info:
+        from vaeok.config.compose import describe_config
+
+        print(describe_config(args.overrides, cfg=args.cfg, resolve=args.resolve, info=args.info), end="")
+        return 0
+    if args.multirun:
+        return _multirun(args)
     if args.from_run:
         from vaeok.experiment import RunHooks, run_experiment
         from vaeok.registry.promote import config_from_run
@@ -46,6 +53,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"MAE {m[p + '/mae']:.2f}  MAPE {m[p + '/mape']:.2f}%")
     if outcome.run_id:
         print(f"MLflow run {outcome.run_id} in {redact_url(cfg.tracking.uri)}; open the UI with: vaeok ui")
+    return 0
+
+
+def _multirun(args: argparse.Namespace) -> int:
+    """`vaeok run -m a=1,2 b=x,y ...`: the grid of comma lists run as an Optuna grid study."""
+    from vaeok.study.report import format_top
+    from vaeok.study.spec import grid_spec
+    from vaeok.study.sweep import DEFAULT_STORAGE, SweepOptions, run_sweep
+
+    if args.from_run:
+        raise UserError("--multirun and --from-run cannot be combined")
+    spec, base = grid_spec(args.overrides)
+    print(f"multirun: {spec.n_trials} combinations of {', '.join(p.key for p in spec.space)} as Optuna grid "
+          f"study '{spec.name}' (resumable: rerun the same command)")
+    study = run_sweep(spec, base, SweepOptions(progress=not args.no_progress))
+    print(f"\ntrials of study '{study.study_name}':")
+    print(format_top(study, spec, k=spec.n_trials))
+    print(f"\ncompare them in the MLflow UI:  vaeok ui   (filter: tags.`vaeok.study` = '{study.study_name}'); "
+          f"study dashboard: optuna-dashboard {redact_url(DEFAULT_STORAGE)}")
     return 0
 
 
@@ -148,14 +174,42 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_epilog() -> str:
+    """`vaeok run --help`'s epilog: the config groups and their options, as a Hydra app lists them."""
+    try:
+        from vaeok.config.compose import group_options
+
+        groups = group_options()
+    except Exception:  # no config directory: --help still works
+        return ""
+    lines = ["== Configuration groups ==", "Compose your configuration from those groups (group=option)", ""]
+    lines += [f"  {g}: {', '.join(opts)}" for g, opts in groups.items()]
+    lines += ["", "Override anything in the config (model.hidden=32), see it with --cfg job, "
+              "sweep comma lists with -m."]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
     parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400")
-    p_run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400",
+                           description="One experiment (one MLflow run) with the composed Hydra config.",
+                           epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_run.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, group=option, +key=value "
+                       "(adds a key the node accepts), ~key (delete)")
     p_run.add_argument("--from-run", metavar="RUN_ID", help="re-run a logged run from its config.yaml artifact "
                        "(overrides are applied on top; key=value only)")
+    p_run.add_argument("--cfg", "-c", choices=("job", "hydra", "all"),
+                       help="print the composed config instead of running (job: the config, hydra: the chosen "
+                            "group options, all: both), as Hydra apps do")
+    p_run.add_argument("--resolve", action="store_true", help="with --cfg: resolve ${...} interpolations")
+    p_run.add_argument("--info", action="store_true",
+                       help="print the config search path, groups and their options, and the chosen defaults")
+    p_run.add_argument("--multirun", "-m", action="store_true",
+                       help="comma lists (model.hidden=16,32 generator=none,vae_ok) run as an Optuna grid study: "
+                            "one trial per combination, one MLflow run each, under a study parent run")
+    p_run.add_argument("--no-progress", action="store_true", help="with -m: no progress bar")
     p_run.set_defaults(func=_cmd_run)
 
     p_sw = sub.add_parser("sweep", help="resumable Optuna study over config keys (one MLflow run per trial)")
@@ -215,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn every failure into one line on stderr and an exit code:
     2 bad input, config or storage (UserError, disk full, unwritable store), 1 anything else,
     130 Ctrl-C, 143 SIGTERM. VAEOK_TRACEBACK=1 shows the traceback of unexpected errors."""
+    # MLflow's artifact download progress bars (promote, predict, --from-run) are not ours to show
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

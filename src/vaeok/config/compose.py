@@ -50,12 +50,119 @@ def _compose(overrides: tuple[str, ...]) -> DictConfig:
     cdir = config_dir()
     if not (cdir / "config.yaml").is_file():
         raise UserError(f"config directory not found: {cdir} (set VAEOK_CONFIG_DIR)")
+    parsed = _parse_overrides(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            cfg = compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise UserError(f"bad config: {first_line(exc)}{_group_options_hint(exc, cdir)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    for o in parsed:
+        if o.is_add() or o.is_force_add():
+            _check_added_key(cfg, o.key_or_group)
+    return cfg
+
+
+def _parse_overrides(overrides: tuple[str, ...]) -> list[Any]:
+    """Hydra's parse of the overrides; UserError for a sweep (`a=1,2`, `range(...)`) outside `-m`.
+    Syntax errors are left to compose(), which names them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return []
+    for o in parsed:
+        if o.is_sweep_override():
+            raise UserError(f"{o.input_line} is several values (a sweep): run them as a grid study with "
+                            f"`vaeok run -m {o.input_line} ...`, or search them with a `vaeok sweep` spec")
+    return parsed
+
+
+def _check_added_key(cfg: DictConfig, key: str) -> None:
+    """UserError unless `+key=value` adds a key its node accepts: a field of a typed (dataclass)
+    node, or a parameter of the node's `_target_` (e.g. `+regressor.subsample=0.8`). Group
+    additions (`+experiment=smoke`) are Hydra's to check."""
+    import dataclasses
+    import inspect
+
+    if "." not in key and key in config_groups():
+        return
+    parent_key, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(node, DictConfig):
+        return
+    where = parent_key or "the root config"
+    target = node.get("_target_") if "_target_" in node else None
+    if isinstance(target, str):
+        try:
+            from hydra.utils import get_object
+
+            params = inspect.signature(get_object(target)).parameters
+        except Exception:  # not importable or no signature: instantiate will say
+            return
+        if leaf in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        options = sorted(k for k in params if not k.startswith("_"))
+        raise UserError(f"bad config: unknown key '{key}': {target} takes no '{leaf}' "
+                        f"(its parameters: {', '.join(options)})")
+    schema = OmegaConf.get_type(node)
+    if schema is not None and dataclasses.is_dataclass(schema):
+        fields = [f.name for f in dataclasses.fields(schema)]
+        if leaf not in fields:
+            raise UserError(f"bad config: unknown key '{key}' (keys of {where}: {', '.join(fields)})")
+
+
+def group_options() -> dict[str, list[str]]:
+    """Config groups and their options (the YAML files of each group directory), sorted."""
+    cdir = config_dir()
+    return {g: sorted(p.stem for p in (cdir / g).glob("*.yaml")) for g in sorted(config_groups())}
+
+
+def describe_config(overrides: list[str] | tuple[str, ...], cfg: str | None = None, resolve: bool = False,
+                    info: bool = False) -> str:
+    """What Hydra's `--cfg job|hydra|all [--resolve]` and `--info` print, for the composed config.
+
+    job: the config as YAML (interpolations kept unless `resolve`); hydra: the chosen option of
+    every group (`hydra.runtime.choices`); all: both. info: config search path, groups with their
+    options, and the defaults chosen for these overrides."""
+    job = _compose(tuple(overrides))
+    if resolve:
+        _resolve(job)
+    validate_config(job if resolve else _resolved_copy(job))  # bad values fail as in `vaeok run`
+    choices = _choices(tuple(overrides))
+    if info:
+        lines = ["Config search path:", f"  {config_dir()}", "", "Config groups (group=option):"]
+        lines += [f"  {g}: {', '.join(opts)}" for g, opts in group_options().items()]
+        lines += ["", "Defaults (chosen options):"]
+        lines += [f"  {g}: {v}" for g, v in choices.items()]
+        return "\n".join(lines) + "\n"
+    hydra_node = {"hydra": {"runtime": {"choices": choices, "config_sources": [str(config_dir())]}}}
+    if cfg == "hydra":
+        return OmegaConf.to_yaml(OmegaConf.create(hydra_node))
+    text = OmegaConf.to_yaml(job, resolve=resolve)
+    if cfg == "all":
+        text = OmegaConf.to_yaml(OmegaConf.create(hydra_node)) + text
+    return redact_text(text)
+
+
+def _resolved_copy(cfg: DictConfig) -> DictConfig:
+    out = copy.deepcopy(cfg)
+    _resolve(out)
+    return out
+
+
+def _choices(overrides: tuple[str, ...]) -> dict[str, str]:
+    """The option chosen for every config group (Hydra's hydra.runtime.choices)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            full = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        return {str(k): str(v) for k, v in full.hydra.runtime.choices.items() if not str(k).startswith("hydra/")}
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad config: {first_line(exc)}") from None
     finally:
         GlobalHydra.instance().clear()
 

@@ -235,7 +235,13 @@ def generate_and_score(cfg: DictConfig, train_sets: Sequence[TrainSet],
         from vaeok.evaluation.callback import EvaluationCallback
 
         callback = EvaluationCallback(score, generator, cfg.evaluation.eval_every_n_epochs, report)
-        module = generator.fit(train_sets, cfg.seed, callbacks=[callback])
+        try:
+            module = generator.fit(train_sets, cfg.seed, callbacks=[callback])
+        except Exception as exc:  # e.g. pruned mid-training: the run still logs what was trained
+            history = getattr(getattr(generator, "module", None), "loss_history", None)
+            if history is not None:
+                exc.loss_history = history()  # type: ignore[attr-defined]
+            raise
         assert callback.result is not None
         history = getattr(module, "loss_history", None)
         callback.result.loss_history = history() if history is not None else {}

@@ -210,12 +210,14 @@ class OrdinaryKrigingLabeler:
         )
         cols = [self.X_[:, i] for i in range(self.dim_)]
         pts = [Z[:, i] for i in range(self.dim_)]
-        if self.dim_ == 2:
-            ok = OrdinaryKriging(*cols, self.y_, **common)
-        else:
-            ok = OrdinaryKriging3D(*cols, self.y_, **common)
-        with warnings.catch_warnings():  # pykrige takes sqrt of tiny negative variances (clipped below)
+        # pykrige takes the sqrt of tiny negative kriging variances (clipped by the caller), both in
+        # execute() and in OrdinaryKriging3D's constructor (its fit statistics): not the user's problem.
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
+            if self.dim_ == 2:
+                ok = OrdinaryKriging(*cols, self.y_, **common)
+            else:
+                ok = OrdinaryKriging3D(*cols, self.y_, **common)
             mean, var = ok.execute("points", *pts)
         return np.asarray(mean), np.asarray(var)
 

@@ -15,7 +15,9 @@ baseline never becomes champion (it is registered as ``challenger``) unless
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import re
 import time
@@ -33,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vaeok.config.compose import config_dir, flatten, load_config, to_yaml
+from vaeok.config.compose import config_dir, load_config, to_yaml
 from vaeok.config.overrides import override
 from vaeok.config.schema import Config, validate_config
 from vaeok.core.errors import UserError, message
@@ -467,7 +469,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     chash, key = config_hash(cfg), holdout_key(cfg, data)
     selection_text = ev.describe() if ev is not None else f"trial {choice.number}"
 
-    from vaeok.experiment import run_tags
+    from vaeok.experiment import log_datasets, run_params, run_tags
 
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
             "config_hash": chash, "holdout_key": key, "baseline_gate": gate, "selection": selection_text[:500],
@@ -479,7 +481,9 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
                                             **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
                                             **_holdout_gain(hold_metrics, base_m, metric),
                                             "train/n_rows": float(rows.n_rows)},
-                           params=flatten(cfg))
+                           params=run_params(cfg))
+        # the rows the registered model is refit on, and the holdout it was scored on (if any)
+        log_datasets(cfg, data, ("development", "holdout") if holdout.n_rows else ("development",))
         mlflow.log_text(to_yaml(cfg), "config.yaml")
         mlflow.log_dict({"rule": rule, "members": [{"trial": c.number, "weight": w, "overrides": c.overrides}
                                                    for c, w in zip(choices, weights)]}, "selection.json")
@@ -503,7 +507,8 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
                     **{k.replace("selection/", "cv_"): f"{v:.6g}" for k, v in evidence.items()},
                     "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
     champion = _champion(client, name)
-    version = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Successfully registered ..." lines: the
+        version = mlflow.register_model(info.model_uri, name, tags=version_tags)  # summary says it
     champ_value, alias = None, CHAMPION
     if gate == GATE_REFUSED:
         alias = CHALLENGER

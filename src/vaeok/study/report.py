@@ -108,18 +108,44 @@ def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
     return to_yaml(load_config(top[0].user_attrs["overrides"]))
 
 
+# Contour and slice plots show only the most important knobs: an 8x8 contour grid is unreadable.
+TOP_KNOBS = 4
+
+
+def top_params(study: optuna.Study, spec: StudySpec, k: int = TOP_KNOBS) -> list[str]:
+    """The k searched keys with the highest fANOVA importance for the (first) objective; the
+    spec's first k keys if importances cannot be computed (too few completed trials)."""
+    keys = [p.key for p in spec.space]
+    target = (lambda t: t.values[0]) if spec.multi_objective else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = list(optuna.importance.get_param_importances(study, target=target))
+    except Exception:  # e.g. fewer than 2 completed trials, or no parameter varied
+        ranked = []
+    ranked += [k_ for k_ in keys if k_ not in ranked]
+    return ranked[:k]
+
+
+def _grid_size(n: int, cell: float, extra: tuple[float, float] = (1.5, 1.0)) -> tuple[float, float]:
+    return (cell * n + extra[0], cell * n + extra[1])
+
+
 def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
     vis = optuna.visualization.matplotlib
     target = (lambda t: t.values[0]) if spec.multi_objective else None
     name = spec.metrics[0]
+    top = top_params(study, spec)
     makers = {
         "optimization_history": lambda: vis.plot_optimization_history(study, target=target, target_name=name),
         "param_importances": lambda: vis.plot_param_importances(study, target=target, target_name=name),
-        "slice": lambda: vis.plot_slice(study, target=target, target_name=name),
+        "slice": lambda: vis.plot_slice(study, params=top, target=target, target_name=name),
         "intermediate_values": lambda: vis.plot_intermediate_values(study),
     }
-    if len(spec.space) >= 2:
-        makers["contour"] = lambda: vis.plot_contour(study, target=target, target_name=name)
+    sizes = {"slice": (3.6 * len(top) + 1.5, 4.8), "contour": _grid_size(len(top), 3.4),
+             "param_importances": (9, 1.2 + 0.45 * len(spec.space))}
+    if len(top) >= 2:
+        makers["contour"] = lambda: vis.plot_contour(study, params=top, target=target, target_name=name)
     if spec.multi_objective:
         makers["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=spec.metrics)
     out = {}
@@ -131,13 +157,30 @@ def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
             except Exception:  # too few trials for this plot; skip it
                 continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
-        fig.tight_layout()
+        fig.set_size_inches(*sizes.get(key, (max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))))
+        if key in ("slice", "contour"):  # their colorbar took its space at creation: no tight_layout
+            _legible(fig, key)
+        else:
+            fig.tight_layout()
         out[key] = fig
     oat = one_at_a_time_figure(study, spec)
     if oat is not None:
         out["fig8_one_at_a_time"] = oat
     return out
+
+
+def _legible(fig: plt.Figure, key: str) -> None:
+    """Small tick labels, rotated x ticks, and a title naming the subset shown."""
+    for ax in fig.axes:
+        ax.tick_params(labelsize=7)
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+    fig.suptitle(f"{key.capitalize()} plot: the {TOP_KNOBS} most important searched keys (fANOVA)", fontsize=10)
+    if key == "slice":
+        fig.subplots_adjust(bottom=0.2, top=0.88)
 
 
 def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | None:

@@ -326,3 +326,36 @@ def _describe(p: Param) -> str:
     if p.when is not None:
         s += f" if {p.when[0]}=" + "|".join(map(str, p.when[1]))
     return s
+
+
+def grid_spec(overrides: list[str] | tuple[str, ...]) -> tuple[StudySpec, list[str]]:
+    """A grid study for Hydra-style multirun overrides (`vaeok run -m model.hidden=16,32 generator=none,vae_ok`):
+    every sweep override (comma list, `choice(...)`, `range(...)`) becomes a categorical entry of the
+    space, the others are base overrides. The study is named after its overrides (`multirun-<hash>`),
+    so the same command resumes it. UserError if no override sweeps anything."""
+    import hashlib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise UserError(f"bad override: {str(exc).splitlines()[0]}") from None
+    space: list[Param] = []
+    base: list[str] = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            base.append(o.input_line)
+            continue
+        values = [yaml.safe_load(v) for v in o.sweep_string_iterator()]
+        space.append(parse_param(o.key_or_group, {"type": "categorical", "choices": values}))
+    if not space:
+        raise UserError("-m/--multirun needs at least one comma list, e.g. vaeok run -m model.hidden=16,32")
+    n = 1
+    for p in space:
+        n *= len(p.choices)
+    digest = hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:8]
+    spec = StudySpec(name=f"multirun-{digest}", space=space, sampler={"type": "grid", "seed": 0},
+                     pruner={"type": "none"}, n_trials=n, source="vaeok run -m " + " ".join(overrides))
+    return spec, base

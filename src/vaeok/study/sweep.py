@@ -39,7 +39,7 @@ from vaeok.study.samplers import make_pruner, make_sampler
 from vaeok.study.spec import StudySpec, check_keys, sample
 from vaeok.tracking import runs as tracking
 from vaeok.tracking.sqlite import enable_wal
-from vaeok.tracking.tags import ROLE_TAG, STUDY_TAG, TRIAL_TAG
+from vaeok.tracking.tags import DUPLICATE_TAG, NOTE_TAG, ROLE_TAG, SEARCHED_TAG, STUDY_TAG, TRIAL_TAG
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -118,6 +118,9 @@ def open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -
         raise UserError(f"study '{name}' already exists with a different spec or overrides; "
                         f"resume it with the same arguments or pick another --study name")
     if "spec_hash" not in attrs:
+        with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard labels axes with it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.metrics))
         study.set_user_attr("spec_hash", h)
         study.set_user_attr("spec", spec.as_dict())
         study.set_user_attr("base_overrides", [*spec.overrides, *base_overrides])
@@ -165,7 +168,8 @@ def parent_run(study: optuna.Study, spec: StudySpec, base_overrides: list[str], 
         study.set_user_attr(PARENT_ATTR, run_id)
         params = {f"spec.{k}": json.dumps(v, default=str) for k, v in spec.as_dict().items()}
         params["base_overrides"] = " ".join(base_overrides)
-        tracking.log_batch(run_id, params=params)
+        zero = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        tracking.log_batch(run_id, params=params, tags={NOTE_TAG: study_note(study, spec, zero, None)})
         cfg = load_config([*spec.overrides, *base_overrides])
         client.log_text(run_id, to_yaml(cfg), "base_config.yaml")
         client.log_text(run_id, json.dumps(spec.as_dict(), indent=2, default=str), "spec.json")
@@ -198,20 +202,40 @@ def reconcile_mlflow(study: optuna.Study) -> None:
 def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
                    reuse_duplicates: bool = True) -> Callable[[optuna.Trial], Any]:
     """Objective: compose the trial's config, run the shared evaluation, return the metric(s).
-    With `reuse_duplicates`, parameters that repeat a COMPLETE trial return its result."""
+    With `reuse_duplicates`, parameters that repeat a COMPLETE trial return its result.
+
+    Every trial gets exactly one MLflow run under the study's parent, whatever its state: a
+    reused duplicate gets a run with the original's params and metrics (nothing trained), and a
+    trial whose config cannot even be composed gets a FAILED run with the error."""
     prune = not spec.multi_objective and spec.pruner["type"] != "none"
+    searched = [p.key for p in spec.space]
+    experiment_id: list[str] = []
+
+    def exp_id() -> str:
+        if not experiment_id:
+            experiment_id.append(MlflowClient().get_run(parent_id).info.experiment_id)
+        return experiment_id[0]
 
     def objective(trial: optuna.Trial) -> float | list[float]:
         sampled = sample(spec.space, trial)
+        name = f"{trial.study.study_name}-t{trial.number:03d}"
+        role = trial.user_attrs.get(baseline.ROLE)
+        tags = {STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number),
+                **({baseline.ROLE: role} if role else {})}
         same = duplicate_of(trial.study, sampled) if reuse_duplicates else None
         if same is not None:  # a config is deterministic: re-running it would only repeat its numbers
             trial.set_user_attr("duplicate_of", same.number)
+            log_duplicate_run(trial, same, exp_id(), parent_id, name, tags, searched)
             return list(same.values) if spec.multi_objective else same.values[0]
         overrides = [*spec.overrides, *base_overrides, *(override(k, v) for k, v in sampled.items())]
         trial.set_user_attr("overrides", overrides)  # what promote / reproduction compose with Hydra
-        role = trial.user_attrs.get(baseline.ROLE)
+        note = trial_note(trial, spec, sampled)
         try:
-            cfg = load_trial_config([*spec.overrides, *base_overrides], sampled)
+            try:
+                cfg = load_trial_config([*spec.overrides, *base_overrides], sampled)
+            except Exception as exc:
+                log_failed_run(trial, exc, exp_id(), parent_id, name, tags, sampled, searched, note)
+                raise
 
             def report(step: int, value: float) -> None:
                 trial.report(value, step)
@@ -219,14 +243,18 @@ def make_objective(spec: StudySpec, base_overrides: list[str], parent_id: str,
                     raise optuna.TrialPruned(f"pruned at epoch {step} with {spec.metrics[0]}={value:.4f}")
 
             hooks = RunHooks(
-                report=report if prune else None, parent_run_id=parent_id,
-                tags={STUDY_TAG: trial.study.study_name, TRIAL_TAG: str(trial.number),
-                      **({baseline.ROLE: role} if role else {})},
-                name=f"{trial.study.study_name}-t{trial.number:03d}", pruned=(optuna.TrialPruned,),
-                on_start=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
+                report=report if prune else None, parent_run_id=parent_id, tags=tags, name=name,
+                pruned=(optuna.TrialPruned,), on_start=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
+                searched=searched, note=note,
             )
             outcome = run_experiment(cfg, load_dataset_cached(cfg.data), hooks)
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as exc:
+            rid = trial.user_attrs.get("mlflow_run_id")
+            if rid:
+                with suppress(Exception):
+                    MlflowClient().set_tag(rid, NOTE_TAG, f"{note}\n\n**Pruned** ({exc}): the pruner "
+                                           "stopped it; its intermediate values are metric "
+                                           f"`{spec.metrics[0]}_intermediate`.")
             raise
         except Exception as exc:
             trial.set_user_attr("error", one_line(exc))
@@ -254,6 +282,58 @@ def out_of_fold(result: EvalResult) -> tuple[list[float], list[float]] | None:
         return None
     per_row = result.predictions.groupby("row")[["y_true", "y_pred"]].mean().sort_index()
     return per_row["y_true"].astype(float).tolist(), per_row["y_pred"].astype(float).tolist()
+
+
+def trial_note(trial: optuna.Trial, spec: StudySpec, sampled: dict[str, Any]) -> str:
+    """A trial run's MLflow description: which study, what was sampled, what is optimised."""
+    role = trial.user_attrs.get(baseline.ROLE)
+    what = f" ({role} reference trial)" if role else ""
+    values = ", ".join(f"`{k}={v}`" for k, v in sampled.items()) or "(nothing sampled)"
+    objective = ", ".join(f"{d} `{m}`" for d, m in zip(spec.directions, spec.metrics))
+    return (f"Trial {trial.number}{what} of Optuna study `{trial.study.study_name}`: {values}. "
+            f"Objective: {objective}.")
+
+
+def log_duplicate_run(trial: optuna.Trial, same: FrozenTrial, experiment_id: str, parent_id: str, name: str,
+                      tags: dict[str, str], searched: list[str]) -> None:
+    """The run of a trial that repeated COMPLETE trial `same`'s parameters: the original's params,
+    metrics and datasets, tag `vaeok.duplicate_of`, nothing trained."""
+    client = MlflowClient()
+    orig_id = same.user_attrs.get("mlflow_run_id")
+    orig = None
+    if orig_id:
+        with suppress(mlflow.exceptions.MlflowException):
+            orig = client.get_run(orig_id)
+    note = (f"Trial {trial.number} of Optuna study `{trial.study.study_name}` sampled the same parameters as "
+            f"trial {same.number}: its result is reused, nothing was trained. Original run: `{orig_id}`.")
+    dup_tags = {**tags, DUPLICATE_TAG: str(same.number), NOTE_TAG: note, SEARCHED_TAG: ",".join(searched)}
+    if orig is not None:
+        dup_tags.update({k: v for k, v in orig.data.tags.items() if k in _COPIED_TAGS})
+    with tracking.run(experiment_id, f"{name}-dup-t{same.number:03d}", dup_tags, nested=True,
+                      parent_run_id=parent_id) as active:
+        rid = active.info.run_id
+        trial.set_user_attr("mlflow_run_id", rid)
+        params = dict(orig.data.params) if orig is not None else {k: str(v) for k, v in same.params.items()}
+        metrics = dict(orig.data.metrics) if orig is not None else dict(same.user_attrs.get("metrics", {}))
+        tracking.log_batch(rid, params=params, metrics=metrics)
+        if orig is not None and orig.inputs is not None and orig.inputs.dataset_inputs:
+            client.log_inputs(rid, datasets=list(orig.inputs.dataset_inputs))
+
+
+# tags describing the data and config of a run, copied onto the run of a duplicate trial
+_COPIED_TAGS = ("data_hash", "data_name", "protocol", "generator", "regressor", "seed", "mlflow.source.git.commit")
+
+
+def log_failed_run(trial: optuna.Trial, exc: BaseException, experiment_id: str, parent_id: str, name: str,
+                   tags: dict[str, str], sampled: dict[str, Any], searched: list[str], note: str) -> None:
+    """A FAILED run (params = the sampled values, error tagged) for a trial that failed before its
+    experiment could start, e.g. a sampled value the config refuses."""
+    with suppress(Exception), tracking.run(experiment_id, name, {**tags, NOTE_TAG: note,
+                                               SEARCHED_TAG: ",".join(searched)}, nested=True,
+                                               parent_run_id=parent_id) as active:
+        trial.set_user_attr("mlflow_run_id", active.info.run_id)
+        tracking.log_batch(active.info.run_id, params={k: str(v) for k, v in sampled.items()})
+        raise exc
 
 
 def duplicate_of(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
@@ -537,9 +617,42 @@ def _log_best(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
     metrics = {f"trials/{k.lower()}": float(v) for k, v in states.items()}
     top = top_trials(study, 1) if states["COMPLETE"] else []
     metrics.update(baseline.summary_metrics(study, spec, top[0] if top else None))
+    tags = {NOTE_TAG: study_note(study, spec, states, top[0] if top else None)}
     if top:
-        MlflowClient().set_tag(parent_id, "best_trial", str(top[0].number))
-    tracking.log_batch(parent_id, metrics=metrics)
+        tags["best_trial"] = str(top[0].number)
+    tracking.log_batch(parent_id, metrics=metrics, tags=tags)
+
+
+def study_note(study: optuna.Study, spec: StudySpec, states: dict[str, int], best: FrozenTrial | None) -> str:
+    """The study parent run's MLflow description (Markdown): spec, budget, progress, best so far."""
+    attrs = study.user_attrs
+    spec_d = attrs.get("spec", spec.as_dict())
+    objective = ", ".join(f"{d} `{m}`" for d, m in zip(spec.directions, spec.metrics))
+    sampler = ", ".join(f"{k}={v}" for k, v in spec.sampler.items() if k != "type")
+    pruner = ", ".join(f"{k}={v}" for k, v in spec.pruner.items() if k != "type")
+    dups = sum(1 for t in study.get_trials(deepcopy=False) if "duplicate_of" in t.user_attrs)
+    lines = [
+        f"**Optuna study `{study.study_name}`**" + (f" ({spec.source})" if spec.source else ""),
+        "",
+        f"- objective: {objective}; sampler `{spec.sampler['type']}` ({sampler or 'defaults'}), "
+        f"pruner `{spec.pruner['type']}` ({pruner or 'defaults'})",
+        f"- budget: {spec_d.get('n_trials', spec.n_trials)} COMPLETE + PRUNED trials; so far "
+        f"{states['COMPLETE']} complete ({dups} reused duplicates), {states['PRUNED']} pruned, "
+        f"{states['FAIL']} failed",
+        "- searched: " + ", ".join(f"`{k}` {v}" for k, v in spec_d.get("space", {}).items()),
+    ]
+    if attrs.get("base_overrides"):
+        lines.append("- overrides: " + " ".join(f"`{o}`" for o in attrs["base_overrides"]))
+    if best is not None and not spec.multi_objective:
+        line = f"- best so far: trial {best.number}, `{spec.metrics[0]}` = {best.values[0]:.4f}"
+        ref = baseline.references(study, spec).get(baseline.BASELINE)
+        if ref is not None:
+            line += f" (no-augmentation baseline: {ref.values[0]:.4f}, gain {best.values[0] - ref.values[0]:+.4f})"
+        lines.append(line)
+    lines += ["", f"Trials are the nested runs `{study.study_name}-tNNN` (`-pruned`: stopped by the pruner; "
+              "`-dup-tNNN`: repeated that trial's parameters, result reused). Filter: "
+              f"`tags.vaeok.study = '{study.study_name}'`."]
+    return redact_text("\n".join(lines))
 
 
 def _update_progress(bar, study: optuna.Study, spec: StudySpec) -> None:

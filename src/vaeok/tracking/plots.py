@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -41,7 +43,7 @@ def predicted_vs_true(pred: pd.DataFrame, target: str, title: str) -> Figure:
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
     ax.set_xlabel(f"true {target}")
     ax.set_ylabel(f"predicted {target}")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 48), fontsize=9)  # run names are long: wrap, never cut
     ax.legend()
     fig.tight_layout()
     return fig

@@ -18,7 +18,14 @@ from vaeok.core.errors import UserError, message, one_line
 from vaeok.core.redact import redact_text
 from vaeok.core.signals import delivered, raise_pending
 from vaeok.tracking.sqlite import enable_wal
-from vaeok.tracking.tags import ERROR_TAG, STATE_TAG
+from vaeok.tracking.tags import (
+    ERROR_TAG,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    PRUNED_SUFFIX,
+    PRUNED_TAG,
+    STATE_TAG,
+)
 
 
 def setup(tracking: DictConfig) -> str:
@@ -41,12 +48,15 @@ def _experiment_id(tracking: DictConfig, uri: str) -> str:
     try:
         exp = mlflow.get_experiment_by_name(tracking.experiment)
         if exp is not None:
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # stores created before vaeok set it
+                MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return exp.experiment_id
+        tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
         if uri.startswith(("http://", "https://")):  # the server decides (proxied artifacts)
-            return mlflow.create_experiment(tracking.experiment)
+            return mlflow.create_experiment(tracking.experiment, tags=tags)
         root = Path(tracking.artifact_root)
         location = root.resolve().as_uri() if "://" not in str(root) else str(root)
-        return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+        return mlflow.create_experiment(tracking.experiment, artifact_location=location, tags=tags)
     except mlflow.exceptions.MlflowException as exc:
         if "already exists" in str(exc):  # created concurrently by another worker
             return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
@@ -77,7 +87,10 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
         nested: bool = False, parent_run_id: str | None = None,
         pruned: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that always ends: FINISHED, FAILED (exception, message tagged), KILLED
-    (interrupt), or KILLED with tag vaeok.state=PRUNED (an exception listed in `pruned`).
+    (interrupt), or - for an exception listed in `pruned` - FINISHED with tag vaeok.state=PRUNED,
+    the reason in `vaeok.pruned` and the run name suffixed `-pruned`. (Pruning is a normal outcome
+    of a search, as in Optuna's own MLflow callback: KILLED would draw the same red mark as a
+    failure in the MLflow UI.)
 
     On the failure paths a store that refuses the closing writes (disk full, read-only) never
     hides the original exception."""
@@ -94,8 +107,10 @@ def run(experiment_id: str, run_name: str, tags: Mapping[str, str] | None = None
         delivered()
         _end("KILLED", "KILLED", quiet=True)
         raise
-    except pruned:
-        _end("PRUNED", "KILLED", quiet=True)
+    except pruned as exc:
+        with suppress(Exception):
+            mlflow.set_tags({PRUNED_TAG: one_line(exc)[:5000], "mlflow.runName": f"{run_name}{PRUNED_SUFFIX}"})
+        _end("PRUNED", "FINISHED", quiet=True)
         raise
     except BaseException as exc:
         with suppress(Exception):

@@ -39,8 +39,13 @@ def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if "://" not in str(cfg.tracking.artifact_root):
         Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {redact_url(uri)}, artifacts {cfg.tracking.artifact_root}); "
-          "Ctrl-C stops it", flush=True)
+    from vaeok.tracking import runs as tracking
+
+    exp_id = tracking.setup(cfg.tracking)  # created if missing, tagged as a model-training experiment
+    # MLflow >= 3.x opens experiments in its GenAI view unless told otherwise: link the runs table
+    print(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/{exp_id}/runs?workflowType=machine_learning  "
+          f"(experiment '{cfg.tracking.experiment}', store {redact_url(uri)}, artifacts "
+          f"{cfg.tracking.artifact_root}); Ctrl-C stops it", flush=True)
     return _serve(ui_command(port, cfg.tracking))
 
 
