@@ -1,0 +1,1 @@
+"""Study-level logic that needs no tracking: selection rules and estimates (`selection`)."""
