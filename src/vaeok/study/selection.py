@@ -11,8 +11,8 @@ column the pooled held-out predictions of one config on the same n rows.
 * `ensemble_weights`: greedy forward ensemble selection with replacement (Caruana et al. 2004, as in
   auto-sklearn), integer weights per config.
 * `bbc_cv`: bootstrap bias-corrected CV (Tsamardinos et al. 2018): bootstrap the rows, apply the
-  selection rule on the in-bag rows, score its choice on the out-of-bag rows. The rule is a
-  parameter, so the estimate corrects for exactly the selection that is made.
+  selection rule on the in-bag rows, score its choice on the out-of-bag rows (pooled R2). The
+  rule is a parameter, so the estimate corrects for exactly the selection that is made.
 
 A selection rule is any ``rule(y, P) -> weights`` (length k, non-negative, not all zero); the
 prediction of the selected model is ``P @ w / w.sum()``. `argmax_rule`, `one_se_rule` and
@@ -189,26 +189,33 @@ class BBCResult:
 def bbc_cv(y: np.ndarray, P: np.ndarray, rule: Rule | None = None, n_boot: int = 500, seed: int = 0,
            level: float = 0.95) -> BBCResult:
     """BBC-CV (Tsamardinos et al. 2018): per bootstrap of the rows, select with `rule` on the in-bag
-    rows and score the selection on the out-of-bag rows; the mean is the corrected estimate.
+    rows and score the selection on the out-of-bag rows.
 
-    Out-of-bag sets with fewer than 3 rows or a constant label are skipped.
+    The score is a pooled R2, as the CV and outer scores are: the out-of-bag squared errors of all
+    bootstraps summed, over their squared deviations from the mean of all n labels summed. (An R2
+    per out-of-bag set, each against its own mean, is far too pessimistic when the set has ~6
+    rows.) The CI is the percentile interval of the per-bootstrap values on the same scale.
+    Bootstraps with fewer than 3 out-of-bag rows are skipped.
     """
     y, P = _check(y, P)
     rule = rule or argmax_rule()
     n = len(y)
+    ref = float(y.mean())
     rng = np.random.default_rng(seed)
-    scores = []
+    sse, sst = [], []
     for _ in range(n_boot):
         inb = rng.integers(0, n, size=n)
-        oob = np.setdiff1d(np.arange(n), inb, assume_unique=False)
-        if len(oob) < 3 or np.ptp(y[oob]) == 0 or np.ptp(y[inb]) == 0:
+        oob = np.setdiff1d(np.arange(n), inb)
+        if len(oob) < 3 or np.ptp(y[inb]) == 0:
             continue
         w = rule(y[inb], P[inb])
-        scores.append(float(r2_score_columns(y[oob], combine(P[oob], w))))
-    if not scores:
+        sse.append(float(((combine(P[oob], w) - y[oob]) ** 2).sum()))
+        sst.append(float(((y[oob] - ref) ** 2).sum()))
+    if not sse:
         raise ValueError("no usable bootstrap sample (too few rows)")
-    s = np.asarray(scores)
+    e, t = np.asarray(sse), np.asarray(sst)
+    per = 1.0 - e[t > 0] / t[t > 0]
     alpha = (1.0 - level) / 2.0
     apparent = float(r2_score_columns(y, combine(P, rule(y, P))))
-    return BBCResult(float(s.mean()), float(np.quantile(s, alpha)), float(np.quantile(s, 1 - alpha)),
-                     apparent, len(s))
+    return BBCResult(float(1.0 - e.sum() / t.sum()), float(np.quantile(per, alpha)),
+                     float(np.quantile(per, 1 - alpha)), apparent, len(e))
