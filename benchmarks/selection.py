@@ -381,6 +381,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=200, help="BBC bootstrap samples")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="discard this variant's cache first (make bench)")
     ap.add_argument("--output", default=str(RESULTS / "selection.json"))
     args = ap.parse_args()
     if args.quick:
@@ -392,6 +393,10 @@ def main() -> None:
     variant += f"_t{args.n_tpe}"
     if args.variant not in VARIANTS:
         raise SystemExit(f"unknown variant {args.variant}")
+    if args.fresh and not args.analyse_only:
+        import shutil
+
+        shutil.rmtree(CACHE / variant, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / ".gitignore").write_text("*\n")
     tasks = [{"variant": args.variant, "dataset": d, "seed": s, "fold": f, "n_tpe": args.n_tpe,
