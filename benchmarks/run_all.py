@@ -1,4 +1,4 @@
-"""Run the fast benchmarks (trial_overhead, memory) one after another and print a summary table.
+"""Run the fast benchmarks (trial_overhead, memory, selection --quick) one after another and print a summary table.
 
 The slow ones (scale.py, search_efficiency.py) are run by hand; their last results are summarised
 from benchmarks/results/*.json if present. `make bench` calls this script.
@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--summary-only", action="store_true", help="only summarise the stored results")
     args = ap.parse_args()
     if not args.summary_only:
-        for script, extra in (("trial_overhead.py", ["--repeats", str(args.repeats)]), ("memory.py", [])):
+        for script, extra in (("trial_overhead.py", ["--repeats", str(args.repeats)]), ("memory.py", []),
+                             ("selection.py", ["--quick", "--fresh"])):
             print(f"\n=== {script}", flush=True)
             subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
 
