@@ -268,7 +268,7 @@ def r2(y: np.ndarray, p: np.ndarray) -> float:
 
 def analyse_one(folds: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
     """Pooled outer R2 of fixed methods and rules, BBC and raw CV estimates, for one (data set, seed)."""
-    from vaeok.study.selection import bbc_cv, combine
+    from vaeok.study.selection import bbc_cv, combine, cv_corrected
 
     y_out = np.concatenate([f["y_test"] for f in folds])
     out_pred: dict[str, list[np.ndarray]] = {}
@@ -299,6 +299,10 @@ def analyse_one(folds: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
                              seed=fi)
                 est.setdefault(f"{rn}/bbc", []).append(res.estimate)
                 est.setdefault(f"{rn}/apparent", []).append(res.apparent)
+                cvs = cv_corrected(y, P, lambda yy, PP, fn=fn, names=names: fn(yy, PP, names), seed=fi)
+                est.setdefault(f"{rn}/cvsel", []).append(cvs.estimate)
+                raw_best_cv = float(np.max([r2(y, P[:, j]) for j in range(P.shape[1])]))
+                est.setdefault(f"{rn}/raw_best_cv", []).append(raw_best_cv)
     outer = {k: r2(y_out, np.concatenate(v)) for k, v in out_pred.items()}
     return {"outer": outer, "estimates": {k: float(np.mean(v)) for k, v in est.items()},
             "chosen": chosen, "pool_size": float(np.mean(n_pool))}
@@ -335,11 +339,17 @@ def analyse(variant: str, names: list[str], seeds: list[int], n_boot: int) -> di
              "share_within_0.02_of_best_fixed": float(np.mean(within)),
              "within_0.02_on_80pct": float(np.mean(within)) >= 0.8}
         if f"{m}/bbc" in next(iter(per[next(iter(per))]["per_seed"].values()))["estimates"]:
-            errs_bbc, errs_raw = [], []
+            errs_bbc, errs_raw, errs_cv, errs_best = [], [], [], []
             for d in per:
                 for r in per[d]["per_seed"].values():
                     errs_bbc.append(r["estimates"][f"{m}/bbc"] - r["outer"][m])
                     errs_raw.append(r["estimates"][f"{m}/apparent"] - r["outer"][m])
+                    errs_cv.append(r["estimates"][f"{m}/cvsel"] - r["outer"][m])
+                    errs_best.append(r["estimates"][f"{m}/raw_best_cv"] - r["outer"][m])
+            t.update({"mean_abs_cvsel_minus_outer": float(np.mean(np.abs(errs_cv))),
+                      "mean_cvsel_minus_outer": float(np.mean(errs_cv)),
+                      "mean_abs_raw_best_cv_minus_outer": float(np.mean(np.abs(errs_best))),
+                      "mean_raw_best_cv_minus_outer": float(np.mean(errs_best))})
             t.update({"mean_abs_bbc_minus_outer": float(np.mean(np.abs(errs_bbc))),
                       "mean_abs_apparent_minus_outer": float(np.mean(np.abs(errs_raw))),
                       "mean_bbc_minus_outer": float(np.mean(errs_bbc)),
@@ -361,14 +371,18 @@ def markdown(an: dict[str, Any], variant: str) -> str:
         cells = [f"{per[d]['mean'][m]:.3f} ({per[d]['sd'][m]:.3f})" for d in ds]
         lines.append(f"| {m}{' (fixed)' if m in FIXED else ''} | **{overall[m]:.3f}** | " + " | ".join(cells) + " |")
     lines += ["", "| rule | beats every fixed on avg | share within 0.02 of best fixed | mean abs(BBC - outer) "
-              "| mean abs(raw CV - outer) | mean BBC - outer | mean raw CV - outer |", "|---|---|---|---|---|---|---|"]
+              "| mean abs(raw CV - outer) | mean BBC - outer | mean raw CV - outer | mean abs(CV-selection - outer) "
+              "| mean CV-selection - outer | mean abs(raw best trial CV - outer) |", "|---" * 10 + "|"]
     for m, t in an["targets"].items():
         b = f"{t['mean_abs_bbc_minus_outer']:.3f}" if "mean_abs_bbc_minus_outer" in t else ""
         a = f"{t['mean_abs_apparent_minus_outer']:.3f}" if "mean_abs_apparent_minus_outer" in t else ""
         sb = f"{t['mean_bbc_minus_outer']:+.3f}" if "mean_bbc_minus_outer" in t else ""
         sa = f"{t['mean_apparent_minus_outer']:+.3f}" if "mean_apparent_minus_outer" in t else ""
+        has_cv = "mean_abs_cvsel_minus_outer" in t
+        cv = f"{t['mean_abs_cvsel_minus_outer']:.3f} | {t['mean_cvsel_minus_outer']:+.3f}" if has_cv else " | "
+        rb = f"{t['mean_abs_raw_best_cv_minus_outer']:.3f}" if "mean_abs_raw_best_cv_minus_outer" in t else ""
         lines.append(f"| {m} | {t['beats_every_fixed_on_average']} | {t['share_within_0.02_of_best_fixed']:.2f} "
-                     f"| {b} | {a} | {sb} | {sa} |")
+                     f"| {b} | {a} | {sb} | {sa} | {cv} | {rb} |")
     return "\n".join(lines)
 
 
