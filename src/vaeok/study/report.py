@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from vaeok.config.compose import load_config, to_yaml
 from vaeok.study import baseline
 from vaeok.study.spec import StudySpec
+
+if TYPE_CHECKING:  # the plotting stack is imported only when figures are made
+    import matplotlib.pyplot as plt
+
+# Contour and slice plots show only the most important parameters: a contour of all 8 searched
+# parameters is 64 subplots (27 s of a 5-trial sweep under cProfile, and illegible).
+CONTOUR_PARAMS = 3
+SLICE_PARAMS = 4
 
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
@@ -96,18 +100,73 @@ def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
     return to_yaml(load_config(top[0].user_attrs["overrides"]))
 
 
+class _Precomputed(optuna.importance.BaseImportanceEvaluator):
+    """Importance "evaluator" returning values computed once (the plot would compute them again)."""
+
+    def __init__(self, importances: dict[str, float]) -> None:
+        self.importances = importances
+
+    def evaluate(self, study: optuna.Study, params: list[str] | None = None, *, target: Any = None) -> dict[str, float]:
+        return {k: v for k, v in self.importances.items() if params is None or k in params}
+
+
+def param_importances(study: optuna.Study, target: Any = None) -> tuple[optuna.Study | None, dict[str, float]]:
+    """fANOVA importances of the searched parameters, most important first, and the study they
+    were computed on.
+
+    In a conditional space (the VAE knobs exist only when generator=vae_ok) Optuna ranks only the
+    parameters present in every trial, i.e. `generator` alone. So the ranking is computed on the
+    largest group of completed trials sharing the widest parameter set (its varying parameters).
+    Empty when it cannot be computed (too few trials)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    groups: dict[tuple[str, ...], list[optuna.trial.FrozenTrial]] = {}
+    for t in done:
+        groups.setdefault(tuple(sorted(t.params)), []).append(t)
+    usable = [ts for ts in groups.values() if len(ts) >= 2]
+    if not usable:
+        return None, {}
+    branch = max(usable, key=lambda ts: (len(ts[0].params), len(ts)))
+    order = list(dict.fromkeys(k for t in done for k in t.params))
+    varying = [k for k in order if k in branch[0].params and len({repr(t.params[k]) for t in branch}) > 1]
+    if not varying:
+        return None, {}
+    sub = optuna.create_study(directions=study.directions)
+    sub.add_trials(branch)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sub, dict(optuna.importance.get_param_importances(sub, params=varying, target=target))
+    except Exception:  # e.g. a degenerate objective
+        return None, {}
+
+
+def ranked_params(study: optuna.Study, importances: dict[str, float]) -> list[str]:
+    """The study's parameters, the ranked ones first, the others in the order first seen."""
+    seen = dict.fromkeys(k for t in study.get_trials(deepcopy=False) for k in t.params)
+    return [*importances, *(k for k in seen if k not in importances)]
+
+
 def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
-    vis = optuna.visualization.matplotlib
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as vis
+
     target = (lambda t: t.values[0]) if spec.multi_objective else None
     name = spec.metrics[0]
+    branch, importances = param_importances(study, target)
+    top = ranked_params(study, importances)
     makers = {
         "optimization_history": lambda: vis.plot_optimization_history(study, target=target, target_name=name),
-        "param_importances": lambda: vis.plot_param_importances(study, target=target, target_name=name),
-        "slice": lambda: vis.plot_slice(study, target=target, target_name=name),
+        "slice": lambda: vis.plot_slice(study, params=top[:SLICE_PARAMS] or None, target=target, target_name=name),
         "intermediate_values": lambda: vis.plot_intermediate_values(study),
     }
-    if len(spec.space) >= 2:
-        makers["contour"] = lambda: vis.plot_contour(study, target=target, target_name=name)
+    if branch is not None:  # computed once above (fANOVA is the costly part of this plot)
+        makers["param_importances"] = lambda: vis.plot_param_importances(
+            branch, evaluator=_Precomputed(importances), params=list(importances), target=target, target_name=name)
+    if len(spec.space) >= 2 and len(top) >= 2:
+        makers["contour"] = lambda: vis.plot_contour(study, params=top[:CONTOUR_PARAMS], target=target,
+                                                     target_name=name)
     if spec.multi_objective:
         makers["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=spec.metrics)
     out = {}
@@ -130,6 +189,8 @@ def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
 
 def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | None:
     """Fig 8-style curves: objective vs each parameter, the others at their defaults."""
+    import matplotlib.pyplot as plt
+
     defaults = study.user_attrs.get("oat_defaults")
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not defaults or not trials:
@@ -160,6 +221,9 @@ def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | N
 
 def log_study_artifacts(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
     """Log plots, best_config.yaml and the trials table to the study's parent run."""
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient()
     df = trials_frame(study, spec)
     if not df.empty:
