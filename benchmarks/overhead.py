@@ -63,10 +63,11 @@ GOALS = {"sweep_overhead_s": 5.0, "predict_s": 3.0, "run_extra_s": 4.0, "promote
 class Env:
     """A temp project: conf/ copy, sweeps/, one working directory per case."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkout: Path = ROOT) -> None:
+        self.checkout = checkout
         self.root = Path(tempfile.mkdtemp(prefix="vaeok-overhead-"))
-        shutil.copytree(ROOT / "conf", self.root / "conf")
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VAEOK_CONFIG_DIR": str(self.root / "conf"),
+        shutil.copytree(checkout / "conf", self.root / "conf")
+        self.env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "VAEOK_CONFIG_DIR": str(self.root / "conf"),
                     "PYTHONWARNINGS": "ignore"}
         self.env.pop("MLFLOW_TRACKING_URI", None)
         self.n = 0
@@ -126,8 +127,8 @@ def mlflow_runs(cwd: Path) -> list[tuple[str, float, float]]:
 # --- the cases -----------------------------------------------------------------------------
 def case_sweep(env: Env, n_trials: int) -> dict[str, Any]:
     cwd = env.workdir(f"sweep{n_trials}")
-    r = env.cli(["sweep", "--n-trials", str(n_trials), "--no-progress", "--spec", str(ROOT / "sweeps" / "tpe.yaml")],
-                cwd, probe=FIGURES)
+    spec = str(env.checkout / "sweeps" / "tpe.yaml")
+    r = env.cli(["sweep", "--n-trials", str(n_trials), "--no-progress", "--spec", spec], cwd, probe=FIGURES)
     trials = sorted(study_trials(cwd, "tpe"), key=lambda t: t.datetime_start)
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
     first, last = _ts(trials[0].datetime_start), _ts(trials[-1].datetime_complete)
@@ -155,7 +156,7 @@ def ensure_study(env: Env) -> Path:
     """A directory holding a finished 5-trial default study (reused by promote and predict)."""
     if getattr(env, "study_dir", None) is None:
         cwd = env.workdir("study")
-        env.cli(["sweep", "--n-trials", "5", "--no-progress", "--spec", str(ROOT / "sweeps" / "tpe.yaml")], cwd)
+        env.cli(["sweep", "--n-trials", "5", "--no-progress", "--spec", str(env.checkout / "sweeps" / "tpe.yaml")], cwd)
         env.study_dir = cwd  # type: ignore[attr-defined]
     return env.study_dir  # type: ignore[attr-defined]
 
@@ -170,20 +171,22 @@ def case_promote(env: Env) -> dict[str, Any]:
             "done_in": done[-1] if done else ""}
 
 
-def new_rows_csv(path: Path, n: int = 10, bad: bool = False) -> Path:
-    example = ROOT / "examples" / "new_rows.csv"
+def new_rows_csv(path: Path, checkout: Path, n: int = 10, bad: bool = False) -> Path:
+    example = checkout / "examples" / "new_rows.csv"
     if example.is_file() and not bad:
         lines = example.read_text().splitlines()
         path.write_text("\n".join(lines[: n + 1]) + "\n")
         return path
-    from vaeok.data import rubber_surrogate
-
-    data = rubber_surrogate()
-    names = list(data.feature_names)
+    code = ("import sys\ntry:\n from vaeok.data import rubber_surrogate\nexcept ImportError:\n"
+            " from vaeok.data.datasets import rubber_surrogate\nd = rubber_surrogate()\n"
+            "print(','.join(d.feature_names))\nfor x in d.X[:N]: print(','.join(f'{v:.6g}' for v in x))"
+            ).replace("N", str(n))
+    text = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(checkout / "src")},
+                          capture_output=True, text=True, check=True).stdout
     if bad:
-        names[-1] = names[-1] + "_typo"
-    rows = [",".join(f"{v:.6g}" for v in x) for x in data.X[:n]]
-    path.write_text(",".join(names) + "\n" + "\n".join(rows) + "\n")
+        head, _, rest = text.partition("\n")
+        text = head + "_typo\n" + rest
+    path.write_text(text)
     return path
 
 
@@ -193,8 +196,8 @@ def case_predict(env: Env) -> dict[str, Any]:
         env.cli(["promote", "--study", "tpe", "--allow-worse-than-baseline"], cwd)
         (cwd / ".promoted").touch()
     model = "models:/vaeok-rubber_surrogate@champion"
-    good = new_rows_csv(cwd / "rows10.csv")
-    bad = new_rows_csv(cwd / "rows10_bad.csv", bad=True)
+    good = new_rows_csv(cwd / "rows10.csv", env.checkout)
+    bad = new_rows_csv(cwd / "rows10_bad.csv", env.checkout, bad=True)
     r = env.cli(["predict", "--model", model, "--input", str(good)], cwd)
     n_out = len(r["stdout"].strip().splitlines()) - 1
     w = env.cli(["predict", "--model", model, "--input", str(bad)], cwd, check=False)
@@ -240,7 +243,7 @@ def case_coldwarm(env: Env, n_trials: int = 5) -> dict[str, Any]:
             "r2": trials[0].values[0]}
 
 
-def import_profile(repeats: int) -> dict[str, Any]:
+def import_profile(repeats: int, checkout: Path = ROOT) -> dict[str, Any]:
     """Wall time of importing the heavy modules in fresh interpreters (median of `repeats`)."""
     mods = {"torch": "import torch", "lightning.pytorch": "import lightning.pytorch",
             "pytorch_lightning": "import pytorch_lightning", "mlflow": "import mlflow",
@@ -248,7 +251,7 @@ def import_profile(repeats: int) -> dict[str, Any]:
             "optuna.visualization.matplotlib": "import optuna.visualization.matplotlib",
             "sklearn.ensemble": "import sklearn.ensemble", "hydra compose": "import hydra, omegaconf",
             "python -c pass": "pass"}
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     times: dict[str, list[float]] = {k: [] for k in mods}
     for _ in range(repeats):
         for k, code in mods.items():
@@ -326,9 +329,11 @@ def main() -> None:
     ap.add_argument("--imports", action="store_true", help="also time the heavy imports")
     ap.add_argument("--tag", default="", help="suffix of the results file (e.g. before)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
+    ap.add_argument("--checkout", type=Path, default=ROOT,
+                    help="measure another checkout's src/, conf/ and sweeps/ (e.g. a worktree of main: before/after)")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    env = Env()
+    env = Env(args.checkout.resolve())
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     try:
@@ -349,7 +354,7 @@ def main() -> None:
                                                     for k, v in row.items() if k not in ("case", "workdir")),
                       flush=True)
         summary = summarise(rows)
-        imports = import_profile(max(1, args.repeats)) if args.imports else None
+        imports = import_profile(max(1, args.repeats), env.checkout) if args.imports else None
     finally:
         if not args.keep:
             shutil.rmtree(env.root, ignore_errors=True)
@@ -361,8 +366,9 @@ def main() -> None:
             print(f"  {k:<34} {v:6.2f} s")
     print(f"\nbenchmark wall {time.perf_counter() - t0:.0f} s; load average now {os.getloadavg()[0]:.2f}")
     name = f"overhead{'_' + args.tag if args.tag else ''}.json"
-    (RESULTS / name).write_text(json.dumps({"env": env_info(), "rows": rows, "summary": summary, "goals": table,
-                                            "imports": imports, "repeats": args.repeats}, indent=2, default=str))
+    record = {"env": env_info(), "checkout": str(env.checkout), "rows": rows, "summary": summary, "goals": table,
+              "imports": imports, "repeats": args.repeats}
+    (RESULTS / name).write_text(json.dumps(record, indent=2, default=str))
 
 
 if __name__ == "__main__":
