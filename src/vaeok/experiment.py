@@ -15,7 +15,6 @@ from vaeok.core.runtime import configure_runtime
 from vaeok.data.datasets import Dataset, load_dataset
 from vaeok.evaluation.result import EvalResult, Reporter
 from vaeok.evaluation.scoring import evaluate
-from vaeok.tracking import plots
 from vaeok.tracking import runs as tracking
 
 # Config subtrees that only repeat other keys (interpolated into the generator) are not params.
@@ -76,7 +75,9 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str) 
         result.predictions.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
     if cfg.tracking.log_figures:
-        import matplotlib.pyplot as plt
+        from vaeok.tracking import plots  # the plotting stack only when figures are logged (selects Agg)
+
+        plt = plots.plt
 
         if result.loss_history:
             fig = plots.loss_curves(result.loss_history)
