@@ -29,33 +29,19 @@ import numpy as np
 from _common import RESULTS, env_info, median
 
 
-def _modules():
-    """(config, data, evaluation, generators.base, splits, runtime) modules in either source layout."""
-    try:
-        from vaeok import evaluation as ev
-        from vaeok.config import load_config
-        from vaeok.data import load_dataset
-        from vaeok.generators.base import TrainSet
-        from vaeok.runtime import configure_runtime
-        from vaeok.splits import inner_folds
-    except ImportError:
-        from vaeok.core.runtime import configure_runtime
-        from vaeok.data.splits import inner_folds
-
-        from vaeok.config import load_config
-        from vaeok.data import load_dataset
-        from vaeok.evaluation import scoring as ev
-        from vaeok.generators.base import TrainSet
-    return load_config, load_dataset, ev, TrainSet, inner_folds, configure_runtime
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
     args = ap.parse_args()
-    load_config, load_dataset, ev, TrainSet, inner_folds, configure_runtime = _modules()
     from hydra.utils import instantiate
+
+    from vaeok.config.compose import load_config
+    from vaeok.core.runtime import configure_runtime
+    from vaeok.data.datasets import load_dataset
+    from vaeok.data.splits import inner_folds
+    from vaeok.evaluation import scoring as ev
+    from vaeok.generators.base import TrainSet
 
     cfg = load_config(["tracking.enabled=false"])
     configure_runtime(cfg.torch_threads)
