@@ -1,4 +1,5 @@
-"""Run the fast benchmarks (trial_overhead, memory, selection --quick) one after another and print a summary table.
+"""Run the fast benchmarks (trial_overhead, memory, overhead, fold_parallel, selection --quick) one after another
+and print a summary table.
 
 The slow ones (scale.py, search_efficiency.py) are run by hand; their last results are summarised
 from benchmarks/results/*.json if present. `make bench` calls this script.
@@ -32,11 +33,14 @@ def load(name: str) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--overhead-repeats", type=int, default=1,
+                    help="repeats of overhead.py (sweeps of 5 and 20 trials, run, promote, predict, workers)")
     ap.add_argument("--summary-only", action="store_true", help="only summarise the stored results")
     args = ap.parse_args()
     if not args.summary_only:
         for script, extra in (("trial_overhead.py", ["--repeats", str(args.repeats)]), ("memory.py", []),
-                             ("selection.py", ["--quick", "--fresh"])):
+                              ("overhead.py", ["--repeats", str(args.overhead_repeats)]),
+                              ("fold_parallel.py", []), ("selection.py", ["--quick", "--fresh"])):
             print(f"\n=== {script}", flush=True)
             subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
 
@@ -70,6 +74,17 @@ def main() -> None:
             (f"wall, sweep --n-trials {mem['n_trials']} incl. start-up (s)", f"{s['sweep_wall_s']:.1f}", "", ""),
             ("CLI start-up: import vaeok.experiment+sweep (s)", f"{s['import_s']:.2f}", "", ""),
         ]
+    ov = load("overhead.json")
+    if ov:  # issue #15: what a user waits for around the trials (through the CLI, fresh stores)
+        rows += [tuple(g) for g in ov["goals"]]
+        rows.append((f"  (overhead.py: load average {ov['env']['loadavg_at_start']:.1f} at start, "
+                     f"{ov['repeats']} repeat(s))", "", "", ""))
+    fp = load("fold_parallel.json")
+    if fp:
+        med = fp["median"]
+        for case in (c for c in med if c != "serial"):
+            rows.append((f"fold scoring in {case} / serial (identical: {'yes' if fp['identical'] else 'NO'})",
+                         f"{med['serial'] / med[case]:.2f}x", "", ""))
     sc = load("scale.json")
     if sc and sc.get("trial"):
         t = sc["trial"]

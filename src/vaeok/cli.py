@@ -141,7 +141,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from vaeok.registry.promote import predict
+    from vaeok.registry.serving import predict  # not promote: no torch, Optuna or training code
 
     out = predict(args.model, args.input, args.output)
     if args.output:

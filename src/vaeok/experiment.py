@@ -18,7 +18,6 @@ from vaeok.core.runtime import configure_runtime
 from vaeok.data.datasets import Dataset, load_dataset
 from vaeok.evaluation.result import HONEST_PREFIX, LEAKY_PREFIX, EvalResult, Reporter
 from vaeok.evaluation.scoring import development_rows, evaluate
-from vaeok.tracking import plots
 from vaeok.tracking import runs as tracking
 from vaeok.tracking.tags import NOTE_TAG, SEARCHED_TAG
 
@@ -112,7 +111,9 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str,
         result.predictions.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
     if cfg.tracking.log_figures:
-        import matplotlib.pyplot as plt
+        from vaeok.tracking import plots  # the plotting stack only when figures are logged (selects Agg)
+
+        plt = plots.plt
 
         if result.loss_history:
             fig = plots.loss_curves(result.loss_history)

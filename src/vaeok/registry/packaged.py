@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import pickle
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
@@ -32,124 +29,20 @@ from omegaconf import DictConfig
 
 import vaeok
 from vaeok.config.compose import to_yaml
-from vaeok.core.errors import UserError, message
 from vaeok.data.datasets import Dataset
 from vaeok.evaluation.scoring import augmented, fit_regressor, fitted_labeler, label_virtual
 from vaeok.generators.base import TrainSet
-from vaeok.labelers.kriging import OrdinaryKrigingLabeler
-
-PRED_SUFFIX = "_pred"
-STD_SUFFIX = "_kriging_std"
-
-
-@dataclass
-class FittedPipeline:
-    """A config's whole pipeline fitted on one set of (development) rows."""
-
-    feature_names: tuple[str, ...]
-    target_name: str
-    regressor: Any
-    labeler: OrdinaryKrigingLabeler | None
-    config_yaml: str
-    n_virtual: int
-    vae_state: dict[str, Any] | None = None
-
-    @property
-    def has_kriging(self) -> bool:
-        """True when virtual rows were labelled by kriging (so a kriging std is available)."""
-        return self.labeler is not None
-
-    def predict_array(self, X: np.ndarray) -> pd.DataFrame:
-        """Predictions and an uncertainty column where the pipeline has one: the kriging std of
-        the labeler (VAE-OK), or the regressor's own predictive std (regressor=kriging: kriging
-        std; regressor=gpr: GP std)."""
-        X = np.asarray(X, dtype=float)
-        own_std = getattr(self.regressor, "std_name", None) if self.labeler is None else None
-        if own_std is not None:
-            mean, std = self.regressor.predict(X, return_std=True)
-            return pd.DataFrame({self.target_name + PRED_SUFFIX: mean, f"{self.target_name}_{own_std}": std})
-        out = pd.DataFrame({self.target_name + PRED_SUFFIX: self.regressor.predict(X)})
-        if self.labeler is not None:
-            _, std = self.labeler.predict(X, return_std=True)
-            out[self.target_name + STD_SUFFIX] = std
-        return out
-
-    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Validate a feature frame (columns by name, numeric, finite) and predict."""
-        return self.predict_array(validate_features(df, self.feature_names))
-
-
-@dataclass
-class EnsemblePipeline:
-    """A weighted mean of fitted pipelines (greedy ensemble selection over a study's trials).
-
-    Uncertainty: when every member reports a predictive std, ``<target>_std`` is the std of the
-    weighted mixture of the members' predictive distributions (their stds and their spread)."""
-
-    members: list[FittedPipeline]
-    weights: list[float]
-    config_yaml: str = ""
-    vae_state: dict[str, Any] | None = None  # members keep their own generator state
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self.members[0].feature_names
-
-    @property
-    def target_name(self) -> str:
-        return self.members[0].target_name
-
-    @property
-    def has_kriging(self) -> bool:
-        return any(m.has_kriging for m in self.members)
-
-    @property
-    def n_virtual(self) -> int:
-        return max(m.n_virtual for m in self.members)
-
-    def predict_array(self, X: np.ndarray) -> pd.DataFrame:
-        """Weighted mean prediction (and the mixture std when every member has a std)."""
-        w = np.asarray(self.weights, dtype=float) / float(np.sum(self.weights))
-        frames = [m.predict_array(X) for m in self.members]
-        mus = np.column_stack([f.iloc[:, 0].to_numpy() for f in frames])
-        mean = mus @ w
-        out = pd.DataFrame({self.target_name + PRED_SUFFIX: mean})
-        if all(f.shape[1] > 1 for f in frames):
-            sig = np.column_stack([f.iloc[:, 1].to_numpy() for f in frames])
-            out[self.target_name + "_std"] = np.sqrt(np.maximum((sig**2 + mus**2) @ w - mean**2, 0.0))
-        return out
-
-    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Validate a feature frame (columns by name, numeric, finite) and predict."""
-        return self.predict_array(validate_features(df, self.feature_names))
-
-
-def validate_features(df: pd.DataFrame, feature_names: tuple[str, ...] | list[str],
-                      source: str = "input") -> np.ndarray:
-    """The frame's features as a float matrix in training order; UserError on missing, extra,
-    non-numeric or non-finite columns (naming them)."""
-    cols = [str(c) for c in df.columns]
-    missing = [c for c in feature_names if c not in cols]
-    extra = [c for c in cols if c not in feature_names]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing column(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"unexpected column(s) {', '.join(extra)}")
-        raise UserError(f"{source}: {'; '.join(parts)} (the model expects: {', '.join(feature_names)})")
-    if len(df) == 0:
-        raise UserError(f"{source}: no rows")
-    df = df.copy()
-    df.columns = cols
-    for col in feature_names:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float))
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(f"{source}: column '{col}' row {row + 2} is not a finite number: {df[col].iloc[row]!r}")
-        df[col] = values.astype(float)
-    return df[list(feature_names)].to_numpy(dtype=float)
+from vaeok.registry.serving import (  # noqa: F401  (re-exported: pickles of older models name them here)
+    PRED_SUFFIX,
+    STD_SUFFIX,
+    EnsemblePipeline,
+    FittedPipeline,
+    PackagedPipeline,
+    feature_names_of,
+    load_pipeline,
+    predict_csv,
+    validate_features,
+)
 
 
 def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
@@ -182,35 +75,6 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
 
 
 # --- MLflow packaging --------------------------------------------------------------------------
-
-class PackagedPipeline(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: loads ``pipeline.pkl`` (+ ``vae.pt``) and predicts from a feature DataFrame."""
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        """Load the fitted pipeline (and VAE weights, if any) from the model's artifacts."""
-        with open(context.artifacts["pipeline"], "rb") as fh:
-            self.pipeline: FittedPipeline = pickle.load(fh)
-        vae_path = context.artifacts.get("vae")
-        self.pipeline.vae_state = torch.load(vae_path, weights_only=False) if vae_path else None
-
-    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Predictions (column ``<target>_pred``) and, with kriging, ``<target>_kriging_std``."""
-        try:
-            return self.pipeline.predict_frame(pd.DataFrame(model_input))
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-
-    def sample_virtual(self, n: int, seed: int | None = None) -> np.ndarray:
-        """Fresh virtual feature rows from the packaged VAE (needs a VAE generator)."""
-        states = [m.vae_state for m in getattr(self.pipeline, "members", [self.pipeline]) if m.vae_state]
-        state = self.pipeline.vae_state or (states[0] if states else None)
-        if state is None:
-            raise ValueError("this pipeline has no generator state to sample from")
-        from hydra.utils import get_class
-
-        return get_class(state["generator"]).sample_state(state, n, seed)
-
 
 def log_pipeline(pipeline: FittedPipeline | EnsemblePipeline, example: pd.DataFrame,
                  name: str = "model") -> mlflow.models.model.ModelInfo:
@@ -256,42 +120,3 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             reqs.append(pkg)
     return reqs
-
-
-def load_pipeline(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """Load a packaged model; UserError (one line) if the URI does not resolve."""
-    try:
-        return mlflow.pyfunc.load_model(model_uri)
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise UserError(f"cannot load model '{model_uri}': {message(exc)}") from None
-
-
-def feature_names_of(model: mlflow.pyfunc.PyFuncModel) -> list[str]:
-    """The feature columns a loaded model expects (from its signature)."""
-    schema = model.metadata.get_input_schema()
-    if schema is None:
-        raise UserError("model has no input signature; cannot validate columns")
-    return list(schema.input_names())
-
-
-def predict_csv(model_uri: str, input_path: str | Path, output_path: str | Path | None = None) -> pd.DataFrame:
-    """Validate a feature CSV against a packaged model and predict; write `output_path` if given.
-
-    The output has the input columns followed by ``<target>_pred`` (and ``<target>_kriging_std``).
-    """
-    p = Path(input_path).expanduser()
-    if not p.is_file():
-        raise UserError(f"--input: file not found: {p}")
-    try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot parse as CSV: {message(exc)}") from None
-    model = load_pipeline(model_uri)
-    features = feature_names_of(model)
-    X = validate_features(df, features, source=str(p))
-    pred = model.predict(pd.DataFrame(X, columns=features))
-    out = pd.concat([df.reset_index(drop=True), pd.DataFrame(pred).reset_index(drop=True)], axis=1)
-    if output_path is not None:
-        Path(output_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(output_path, index=False)
-    return out

@@ -48,6 +48,7 @@ from vaeok.evaluation.metrics import METRICS, regression_metrics
 from vaeok.evaluation.preflight import load_checked_dataset
 from vaeok.evaluation.scoring import development_rows
 from vaeok.registry.packaged import EnsemblePipeline, FittedPipeline, fit_pipeline, log_pipeline
+from vaeok.registry.serving import predict  # noqa: F401  (re-exported; lives there: imports only what predicting needs)
 from vaeok.study import baseline as bl
 from vaeok.study.evidence import DEFAULT_RULE, RULES, Evidence, decide, summary_metrics
 from vaeok.study.report import top_trials
@@ -575,44 +576,3 @@ def _compare_with_logged(run_id: str, cfg: DictConfig, notes: list[str]) -> None
         notes.append(f"warning: the trial's logged config (run {run_id}) differs from the config recomposed "
                      "from its overrides (conf/ changed since the sweep?); promoted the recomposed one")
 
-
-# --- predict and ui ---------------------------------------------------------------------------
-
-def _check_model_uri(client: MlflowClient, uri: str) -> None:
-    """One-line errors for models:/<name>@<alias> and models:/<name>/<version> that do not resolve."""
-    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/([^/]+))?", uri)
-    if not m:
-        return
-    name, alias, version = m.groups()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        raise UserError(f"no registered model '{name}' in {redact_url(mlflow.get_tracking_uri())} "
-                        "(run `vaeok promote --study NAME` first)") from None
-    try:
-        if alias:
-            client.get_model_version_by_alias(name, alias)
-        elif version and version != "latest":
-            client.get_model_version(name, version)
-    except MlflowException:
-        what = f"alias '{alias}'" if alias else f"version '{version}'"
-        raise UserError(f"registered model '{name}' has no {what}") from None
-
-
-def predict(model_uri: str, input_path: str | Path, output_path: str | Path | None = None,
-            overrides: Sequence[str] = ()) -> pd.DataFrame:
-    """Predict a feature CSV with a packaged model from this project's MLflow store (see `predict_csv`)."""
-    from vaeok.registry.packaged import predict_csv
-
-    if not Path(input_path).expanduser().is_file():
-        raise UserError(f"--input: file not found: {input_path}")
-    cfg = load_config(overrides)
-    configure_runtime(cfg.torch_threads)
-    uri = str(cfg.tracking.uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file() \
-            and model_uri.startswith("models:/"):
-        raise UserError(f"no MLflow store at {redact_url(uri)} (run from the project directory, or promote a "
-                        "model first)")
-    mlflow.set_tracking_uri(tracking.absolute_sqlite_uri(uri))
-    _check_model_uri(MlflowClient(), model_uri)
-    return predict_csv(model_uri, input_path, output_path)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from vaeok.config.compose import load_config, to_yaml
 from vaeok.study import baseline, evidence
 from vaeok.study.spec import StudySpec
 from vaeok.tracking import runs as tracking
+
+if TYPE_CHECKING:  # the plotting stack is imported only when figures are made
+    import matplotlib.pyplot as plt
+
+# Contour and slice plots show only the most important parameters: a contour of all 8 searched
+# parameters is 64 subplots (27 s of a 5-trial sweep under cProfile, and illegible).
+CONTOUR_PARAMS = 3
+SLICE_PARAMS = 4
 
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[optuna.trial.FrozenTrial]:
@@ -108,23 +112,50 @@ def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:
     return to_yaml(load_config(top[0].user_attrs["overrides"]))
 
 
-# Contour and slice plots show only the most important knobs: an 8x8 contour grid is unreadable.
-TOP_KNOBS = 4
+class _Precomputed(optuna.importance.BaseImportanceEvaluator):
+    """Importance "evaluator" returning values computed once (the plot would compute them again)."""
+
+    def __init__(self, importances: dict[str, float]) -> None:
+        self.importances = importances
+
+    def evaluate(self, study: optuna.Study, params: list[str] | None = None, *, target: Any = None) -> dict[str, float]:
+        return {k: v for k, v in self.importances.items() if params is None or k in params}
 
 
-def top_params(study: optuna.Study, spec: StudySpec, k: int = TOP_KNOBS) -> list[str]:
-    """The k searched keys with the highest fANOVA importance for the (first) objective; the
-    spec's first k keys if importances cannot be computed (too few completed trials)."""
-    keys = [p.key for p in spec.space]
-    target = (lambda t: t.values[0]) if spec.multi_objective else None
+def param_importances(study: optuna.Study, target: Any = None) -> tuple[optuna.Study | None, dict[str, float]]:
+    """fANOVA importances of the searched parameters, most important first, and the study they
+    were computed on.
+
+    In a conditional space (the VAE knobs exist only when generator=vae_ok) Optuna ranks only the
+    parameters present in every trial, i.e. `generator` alone. So the ranking is computed on the
+    largest group of completed trials sharing the widest parameter set (its varying parameters).
+    Empty when it cannot be computed (too few trials)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    groups: dict[tuple[str, ...], list[optuna.trial.FrozenTrial]] = {}
+    for t in done:
+        groups.setdefault(tuple(sorted(t.params)), []).append(t)
+    usable = [ts for ts in groups.values() if len(ts) >= 2]
+    if not usable:
+        return None, {}
+    branch = max(usable, key=lambda ts: (len(ts[0].params), len(ts)))
+    order = list(dict.fromkeys(k for t in done for k in t.params))
+    varying = [k for k in order if k in branch[0].params and len({repr(t.params[k]) for t in branch}) > 1]
+    if not varying:
+        return None, {}
+    sub = optuna.create_study(directions=study.directions)
+    sub.add_trials(branch)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ranked = list(optuna.importance.get_param_importances(study, target=target))
-    except Exception:  # e.g. fewer than 2 completed trials, or no parameter varied
-        ranked = []
-    ranked += [k_ for k_ in keys if k_ not in ranked]
-    return ranked[:k]
+            return sub, dict(optuna.importance.get_param_importances(sub, params=varying, target=target))
+    except Exception:  # e.g. a degenerate objective
+        return None, {}
+
+
+def ranked_params(study: optuna.Study, importances: dict[str, float]) -> list[str]:
+    """The study's parameters, the ranked ones first, the others in the order first seen."""
+    seen = dict.fromkeys(k for t in study.get_trials(deepcopy=False) for k in t.params)
+    return [*importances, *(k for k in seen if k not in importances)]
 
 
 def _grid_size(n: int, cell: float, extra: tuple[float, float] = (1.5, 1.0)) -> tuple[float, float]:
@@ -132,20 +163,28 @@ def _grid_size(n: int, cell: float, extra: tuple[float, float] = (1.5, 1.0)) -> 
 
 
 def _figures(study: optuna.Study, spec: StudySpec) -> dict[str, plt.Figure]:
-    vis = optuna.visualization.matplotlib
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as vis
+
     target = (lambda t: t.values[0]) if spec.multi_objective else None
     name = spec.metrics[0]
-    top = top_params(study, spec)
+    branch, importances = param_importances(study, target)
+    top = ranked_params(study, importances)
+    slice_keys, contour_keys = top[:SLICE_PARAMS], top[:CONTOUR_PARAMS]
     makers = {
         "optimization_history": lambda: vis.plot_optimization_history(study, target=target, target_name=name),
-        "param_importances": lambda: vis.plot_param_importances(study, target=target, target_name=name),
-        "slice": lambda: vis.plot_slice(study, params=top, target=target, target_name=name),
+        "slice": lambda: vis.plot_slice(study, params=slice_keys or None, target=target, target_name=name),
         "intermediate_values": lambda: vis.plot_intermediate_values(study),
     }
-    sizes = {"slice": (3.6 * len(top) + 1.5, 4.8), "contour": _grid_size(len(top), 3.4),
-             "param_importances": (9, 1.2 + 0.45 * len(spec.space))}
-    if len(top) >= 2:
-        makers["contour"] = lambda: vis.plot_contour(study, params=top, target=target, target_name=name)
+    if branch is not None:  # computed once above (fANOVA is the costly part of this plot)
+        makers["param_importances"] = lambda: vis.plot_param_importances(
+            branch, evaluator=_Precomputed(importances), params=list(importances), target=target, target_name=name)
+    sizes = {"slice": (3.6 * max(len(slice_keys), 1) + 1.5, 4.8), "contour": _grid_size(len(contour_keys), 3.4),
+             "param_importances": (9, 1.2 + 0.45 * max(len(importances), 1))}
+    if len(spec.space) >= 2 and len(contour_keys) >= 2:
+        makers["contour"] = lambda: vis.plot_contour(study, params=contour_keys, target=target, target_name=name)
     if spec.multi_objective:
         makers["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=spec.metrics)
     out = {}
@@ -178,13 +217,16 @@ def _legible(fig: plt.Figure, key: str) -> None:
             label.set_horizontalalignment("right")
         ax.xaxis.label.set_size(8)
         ax.yaxis.label.set_size(8)
-    fig.suptitle(f"{key.capitalize()} plot: the {TOP_KNOBS} most important searched keys (fANOVA)", fontsize=10)
+    n = CONTOUR_PARAMS if key == "contour" else SLICE_PARAMS
+    fig.suptitle(f"{key.capitalize()} plot: the {n} most important searched keys (fANOVA)", fontsize=10)
     if key == "slice":
         fig.subplots_adjust(bottom=0.2, top=0.88)
 
 
 def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | None:
     """Fig 8-style curves: objective vs each parameter, the others at their defaults."""
+    import matplotlib.pyplot as plt
+
     defaults = study.user_attrs.get("oat_defaults")
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not defaults or not trials:
@@ -215,6 +257,9 @@ def one_at_a_time_figure(study: optuna.Study, spec: StudySpec) -> plt.Figure | N
 
 def log_study_artifacts(study: optuna.Study, spec: StudySpec, parent_id: str) -> None:
     """Log plots, best_config.yaml and the trials table to the study's parent run."""
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient()
     df = trials_frame(study, spec)
     if not df.empty:
