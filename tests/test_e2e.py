@@ -10,9 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vaeok.data.datasets import rubber_surrogate
-
-from .conftest import CONF, TINY, cli_env
+from .conftest import CONF, cli_env
 
 
 @pytest.mark.slow
@@ -26,16 +24,18 @@ def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
         return res
 
-    # the default spec's first two trials: the no-augmentation baseline and the paper's VAE-OK default
-    sweep = vaeok("sweep", "--n-trials", "2", "--no-progress", *TINY, "trainer.max_epochs=100",
+    # the default spec's reference trials: no augmentation with GBR, GPR and kriging, then the paper default
+    sweep = vaeok("sweep", "--n-trials", "4", "--no-progress", "trainer.max_epochs=100",
                   "generator.n_virtual=100").stdout
-    assert "baseline" in sweep and "paper_default" in sweep and "no-augmentation baseline" in sweep
-    # promote the VAE-OK trial (at seconds-long settings it may lose to the baseline: the flag lets it)
-    out = vaeok("promote", "--study", "tpe", "--trial", "1", "--allow-worse-than-baseline").stdout
-    assert "becomes 'champion'" in out and "baseline (same config, generator=none) holdout r2" in out
+    for role in ("baseline", "baseline_gpr", "baseline_kriging", "paper_default", "corrected R2", "P(better)"):
+        assert role in sweep, role
+    out = vaeok("promote", "--study", "tpe").stdout  # the study's selection (greedy ensemble), refit on all rows
+    assert "becomes 'champion'" in out and "corrected CV R2" in out and "refit on all rows (86 rows)" in out
     assert (tmp_path / "conf" / "experiment" / "promoted_tpe.yaml").is_file()
-    rubber_surrogate().frame().drop(columns=["stress_600"]).head(5).to_csv(tmp_path / "X.csv", index=False)
-    vaeok("predict", "--model", "models:/vaeok-rubber_surrogate@champion", "--input", "X.csv", "--output", "Y.csv")
+    name = "vaeok-rubber_surrogate-be81b16d"  # the README's default model name of the embedded data
+    assert f"models:/{name}@champion" in out
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "new_rows.csv", tmp_path / "X.csv")
+    vaeok("predict", "--model", f"models:/{name}@champion", "--input", "X.csv", "--output", "Y.csv")
     pred = pd.read_csv(tmp_path / "Y.csv")
-    assert len(pred) == 5 and {"stress_600_pred", "stress_600_kriging_std"} <= set(pred.columns)
+    assert len(pred) == 10 and "stress_600_pred" in pred.columns
     assert "pooled held-out" in vaeok("run", "experiment=promoted_tpe").stdout

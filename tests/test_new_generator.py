@@ -58,12 +58,13 @@ def test_a_new_lightning_generator_runs_sweeps_promotes_and_predicts(conf_with_g
     # intermediate values come from the evaluation callback during Lightning training
     assert all(t.intermediate_values for t in done)
 
-    assert cli.main(["promote", "--study", "g", "--allow-worse-than-baseline"]) == 0
+    assert cli.main(["promote", "--study", "g", "--trial", "0", "--model-name", "gauss",
+                     "--allow-worse-than-baseline"]) == 0
     capsys.readouterr()
     rubber_surrogate().frame().drop(columns=["stress_600"]).head(4).to_csv(tmp_path / "X.csv", index=False)
-    assert cli.main(["predict", "--model", "models:/vaeok-rubber_surrogate@champion", "--input", "X.csv",
+    assert cli.main(["predict", "--model", "models:/gauss@champion", "--input", "X.csv",
                      "--output", "Y.csv"]) == 0
     pred = pd.read_csv(tmp_path / "Y.csv")
     assert len(pred) == 4 and {"stress_600_pred", "stress_600_kriging_std"} <= set(pred.columns)
-    model = mlflow.pyfunc.load_model("models:/vaeok-rubber_surrogate@champion").unwrap_python_model()
+    model = mlflow.pyfunc.load_model("models:/gauss@champion").unwrap_python_model()
     assert model.sample_virtual(7, seed=3).shape == (7, 3)  # exported state, sampled by the generator's class

@@ -452,7 +452,9 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     if holdout.n_rows:  # scored once on rows no trial, fit or selection has seen
         pred = _fit_members(cfgs, dev, weights).predict_array(holdout.X)
         hold_metrics = {**regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy()), "n_rows": float(holdout.n_rows)}
-        if not is_baseline:
+        if is_baseline:  # the selection is its own baseline
+            base_m = {k: v for k, v in hold_metrics.items() if k != "n_rows"}
+        else:
             base_overrides = (trial_choice(st, ev.baseline.number).overrides if ev is not None and
                               ev.baseline is not None else [*choice.overrides])
             base_m = baseline_holdout(cfg, [*base_overrides, *extra_overrides], dev, holdout)
