@@ -86,13 +86,15 @@ def datasets() -> dict[str, Callable[[], Any]]:
 # --- one outer fold -------------------------------------------------------------------------------
 
 def tpe_space(narrow: bool) -> list[Any]:
-    """The VAE-OK knobs of sweeps/tpe.yaml (generator fixed to vae_ok, so no conditions)."""
+    """The VAE-OK knobs of sweeps/tpe.yaml (those conditional on generator=vae_ok; generator fixed
+    to vae_ok, so no conditions; the no-augmentation regressors are the reference configs)."""
     from dataclasses import replace
 
     from vaeok.study.spec import load_spec
 
     spec = load_spec(ROOT / "sweeps" / "tpe.yaml")
-    space = [replace(p, when=None) for p in spec.space if p.key != "generator"]
+    space = [replace(p, when=None) for p in spec.space
+             if p.when is not None and p.when[0] == "generator" and "vae_ok" in p.when[1]]
     if narrow:
         caps = {"trainer.max_epochs": 600, "generator.n_virtual": 1000}
         space = [replace(p, high=min(p.high, caps[p.key])) if p.key in caps else p for p in space]
