@@ -205,7 +205,11 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.generator is None or cfg.generator.get("n_virtual", 0) <= MAX_VIRTUAL,
          f"generator.n_virtual must be <= {MAX_VIRTUAL}"),
     ]
-    _check_finite(OmegaConf.to_container(cfg, resolve=True), "")
+    from vaeok.config.targets import check_targets
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    check_targets(container)  # before anything is built: configs and stored study overrides are code
+    _check_finite(container, "")
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -216,10 +220,15 @@ def validate_config(cfg: DictConfig) -> None:
         for key in ("path", "target"):
             if OmegaConf.is_missing(cfg.data, key) or cfg.data[key] in (None, ""):
                 raise UserError(f"data.{key} must be set with data=csv, e.g. data.path=my.csv data.target=y")
-    if cfg.compare.output_dir:
-        from vaeok.core.paths import inside
+    from vaeok.core.paths import inside
 
+    if cfg.compare.output_dir:
         inside(Path.cwd(), cfg.compare.output_dir, "compare.output_dir")
+    uri, root = str(cfg.tracking.uri), str(cfg.tracking.artifact_root)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        inside(Path.cwd(), uri.removeprefix("sqlite:///"), "tracking.uri")
+    if "://" not in root:
+        inside(Path.cwd(), root, "tracking.artifact_root")
 
 
 MAX_HIDDEN = 65536

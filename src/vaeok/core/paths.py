@@ -16,7 +16,14 @@ def safe_name(name: str, what: str) -> str:
     if not _FILE_NAME.match(name) or ".." in name:
         raise UserError(f"{what} '{name}' cannot be used in a file name: use letters, digits, _ . - only "
                         "(no '/', no '..', not starting with '.')")
+    if len(name) > MAX_NAME:
+        raise UserError(f"{what} '{name[:20]}...' is too long ({len(name)} characters, at most {MAX_NAME}: "
+                        "it becomes part of file names such as promoted_<study>_challenger.yaml)")
     return name
+
+
+# File names are at most 255 bytes; promote writes promoted_<name>_challenger.yaml (25 more).
+MAX_NAME = 200
 
 
 def inside(root: Path, relative: str | Path, what: str) -> Path:
