@@ -17,7 +17,7 @@ from .conftest import CONF, TINY, cli_env
 
 @pytest.mark.slow
 def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
-    shutil.copytree(CONF, tmp_path / "conf")  # promote writes conf/experiment/promoted_<study>.yaml
+    shutil.copytree(CONF, tmp_path / "conf")
     env = {**cli_env(), "VAEOK_CONFIG_DIR": str(tmp_path / "conf")}
 
     def vaeok(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
     # promote the VAE-OK trial (at seconds-long settings it may lose to the baseline: the flag lets it)
     out = vaeok("promote", "--study", "tpe", "--trial", "1", "--allow-worse-than-baseline").stdout
     assert "becomes 'champion'" in out and "baseline (same config, generator=none) holdout r2" in out
-    assert (tmp_path / "conf" / "experiment" / "promoted_tpe.yaml").is_file()
+    assert (tmp_path / "mlruns" / "conf" / "experiment" / "promoted_tpe.yaml").is_file()  # next to the store
     rubber_surrogate().frame().drop(columns=["stress_600"]).head(5).to_csv(tmp_path / "X.csv", index=False)
     vaeok("predict", "--model", "models:/vaeok-rubber_surrogate@champion", "--input", "X.csv", "--output", "Y.csv")
     pred = pd.read_csv(tmp_path / "Y.csv")
