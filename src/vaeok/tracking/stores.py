@@ -90,22 +90,33 @@ def check_sqlite_file(path: Path, what: str) -> None:
     _check_writable_dir(parent, name)
     if not os.access(path, os.W_OK):
         raise UserError(f"{name} is read-only; make it writable (chmod u+w) or choose another {what}")
-    if st.st_size == 0:
-        return
+    for attempt in range(5):  # a checkpoint of another process may be growing the file right now
+        problem = _header_problem(path)
+        if problem is None or not problem.startswith("is truncated") or attempt == 4:
+            break
+        time.sleep(0.2)
+    if problem is not None:
+        raise UserError(f"{name} {problem}; it was not modified: restore it from a backup, or move it away to "
+                        "start a new store")
+
+
+def _header_problem(path: Path) -> str | None:
+    """What is wrong with an SQLite file's 100-byte header (not SQLite, damaged, shorter than it says)."""
+    size = path.stat().st_size
+    if size == 0:
+        return None  # a new database
     with open(path, "rb") as fh:
         header = fh.read(100)
     if len(header) < 100 or header[:16] != _MAGIC:
-        raise UserError(f"{name} is not an SQLite database (damaged or overwritten); it was not modified: "
-                        "restore it from a backup, or move it away to start a new store")
+        return "is not an SQLite database (damaged or overwritten)"
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages, counter, valid_for = (int.from_bytes(header[o:o + 4], "big") for o in (28, 24, 92))
     if page_size < 512 or page_size & (page_size - 1):
-        raise UserError(f"{name} has a damaged header; it was not modified: restore it from a backup, "
-                        "or move it away to start a new store")
-    if pages and counter == valid_for and st.st_size < pages * page_size:
-        raise UserError(f"{name} is truncated ({st.st_size} of {pages * page_size} bytes); it was not modified: "
-                        "restore it from a backup, or move it away to start a new store")
+        return "has a damaged header"
+    if pages and counter == valid_for and size < pages * page_size:
+        return f"is truncated ({size} of {pages * page_size} bytes)"
+    return None
 
 
 def _check_writable_dir(directory: Path, name: str) -> None:
@@ -239,6 +250,23 @@ def holds_data(path: Path, kind: str) -> bool:
     return False
 
 
+# What MLflow/Alembic/Optuna say when a schema was created or upgraded only part of the way.
+_HALF_MIGRATED = ("already exists", "duplicate column", "no such table", "no such column", "no such index",
+                  "out-of-date database schema", "online migration", "alembic", "version_info",
+                  "incompatible", "can't locate revision")
+
+
+def _half_migrated(exc: BaseException, path: Path) -> bool:
+    """True if a failure to open an SQLite store looks like an interrupted creation or migration."""
+    text = reason(exc).lower() + " " + str(exc).lower()
+    if any(k in text for k in _HALF_MIGRATED):
+        return True
+    try:
+        return any(t.startswith("_alembic_tmp_") for t in _table_rows(path))
+    except sqlite3.Error:
+        return False
+
+
 def _remove_empty_store(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -279,6 +307,8 @@ def _open_with_repair(uri: str, what: str, kind: str, opener: Any) -> Any:
                     raise store_error(exc, uri, what) from None
                 first = exc
                 break
+        if not _half_migrated(first, path):  # e.g. locked or unwritable: nothing to repair
+            raise store_error(first, uri, what) from None
         if holds_data(path, kind):
             detail = _half_migrated_detail(path)
             raise UserError(f"{shown(path)} ({what}) holds data but cannot be opened ({reason(first)}; {detail}); "
