@@ -33,7 +33,7 @@ def _copy_args(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("overrides", [
     ["regressor._target_=shutil.copyfile", "+regressor._args_=[{src},{dst}]", "~regressor.n_estimators",
-     "~regressor.learning_rate", "~regressor.max_depth", "~regressor.subsample", "~regressor.random_state"],
+     "~regressor.learning_rate", "~regressor.max_depth", "~regressor.random_state"],
     ["regressor=brr", "regressor._target_=shutil.copyfile", "regressor._args_=[{src},{dst}]"],
     ["+regressor.x={{_target_:shutil.copyfile,_args_:[{src},{dst}]}}"],  # nested node
     ["+evil=shutil.copyfile", "regressor=brr", "regressor._target_=${{evil}}", "regressor._args_=[{src},{dst}]"],
