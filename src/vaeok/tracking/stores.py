@@ -114,7 +114,8 @@ def _header_problem(path: Path) -> str | None:
     pages, counter, valid_for = (int.from_bytes(header[o:o + 4], "big") for o in (28, 24, 92))
     if page_size < 512 or page_size & (page_size - 1):
         return "has a damaged header"
-    if pages and counter == valid_for and size < pages * page_size:
+    recovering = any(Path(f"{path}{s}").exists() for s in ("-journal", "-wal"))  # SQLite replays these first
+    if pages and counter == valid_for and size < pages * page_size and not recovering:
         return f"is truncated ({size} of {pages * page_size} bytes)"
     return None
 
@@ -126,7 +127,7 @@ def _check_writable_dir(directory: Path, name: str) -> None:
 
 # --- the creation lock --------------------------------------------------------------------------
 @contextmanager
-def init_lock(uri: str) -> Iterator[None]:
+def init_lock(uri: str, what: str = "store") -> Iterator[None]:
     """Serialise store creation across processes: flock on `<db>.init.lock` next to an SQLite file,
     a PostgreSQL advisory lock for postgresql:// URLs, nothing for other stores. Re-entrant
     within a process (a sweep holds it around opening the storage and setting up its study)."""
@@ -137,7 +138,7 @@ def init_lock(uri: str) -> Iterator[None]:
         finally:
             _HELD[uri] -= 1
         return
-    with _acquire(uri):
+    with _acquire(uri, what):
         _HELD[uri] = 1
         try:
             yield
@@ -149,7 +150,7 @@ _HELD: dict[str, int] = {}
 
 
 @contextmanager
-def _acquire(uri: str) -> Iterator[None]:
+def _acquire(uri: str, what: str) -> Iterator[None]:
     path = sqlite_file(uri)
     if path is not None:
         import fcntl
@@ -170,11 +171,12 @@ def _acquire(uri: str) -> Iterator[None]:
         import sqlalchemy
 
         key = int(hashlib.sha256(f"vaeok-init:{uri}".encode()).hexdigest()[:15], 16)
-        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool,
+                                          connect_args={"connect_timeout": 10})
         try:
             conn = engine.connect()
         except Exception as exc:
-            raise UserError(reason(exc)) from None
+            raise store_error(exc, uri, what) from None
         try:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             yield
@@ -293,7 +295,7 @@ def _open_with_repair(uri: str, what: str, kind: str, opener: Any) -> Any:
     if path is not None:
         check_sqlite_file(path, what)
     quiet_store_logging()
-    with init_lock(uri):
+    with init_lock(uri, what):
         for attempt in range(3):
             try:
                 return opener()
