@@ -142,7 +142,7 @@ def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: M
     MlflowClient().log_batch(run_id, metrics=ms, params=ps, tags=tg)
 
 
-@functools.cache
+
 def verify_artifacts(run_id: str, expected: Mapping[str, int | None]) -> None:
     """UserError (the run then ends FAILED) unless every expected artifact is in the artifact store
     with the expected size (None: any non-empty size), e.g. after a write the full disk cut short."""
@@ -162,6 +162,7 @@ def verify_artifacts(run_id: str, expected: Mapping[str, int | None]) -> None:
                             "not be written completely (disk full or a file-size limit?)")
 
 
+@functools.cache
 def source_tags() -> dict[str, str]:
     """MLflow's source system tag for the code that runs: the git commit of the vaeok package's
     checkout (not of the working directory), if it is one."""
