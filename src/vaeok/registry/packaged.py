@@ -239,11 +239,11 @@ def predict_csv(model_uri: str, input_path: str | Path, output_path: str | Path 
     dupes = sorted({c for c in table.header if table.header.count(c) > 1})
     if dupes:
         raise UserError(f"{p}: duplicate column name(s): {', '.join(dupes)}")
+    df = pd.DataFrame({c: numeric_column(table, c, str(p)) for c in table.header})  # before the model loads
     model = load_pipeline(model_uri)
     features = feature_names_of(model)
     if set(table.header) != set(features):  # one message naming the missing and unexpected columns
         validate_features(pd.DataFrame(columns=list(table.header)), features, source=str(p))
-    df = pd.DataFrame({c: numeric_column(table, c, str(p)) for c in table.header})
     X = df[list(features)].to_numpy(dtype=float)
     with np.errstate(all="ignore"):
         pred = pd.DataFrame(model.predict(pd.DataFrame(X, columns=features))).reset_index(drop=True)
