@@ -38,7 +38,8 @@ def error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
     assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
     assert len(lines) == 1, f"{len(lines)} stderr lines:\n{proc.stderr[-4000:]}"
     line = lines[0]
-    assert line.startswith("vaeok: error: ") and "unexpected" not in line and "Traceback" not in line, line
+    assert line.startswith("vaeok: error: ") and not line.startswith("vaeok: error: unexpected "), line
+    assert "Traceback" not in proc.stderr, line
     for needle in needles:
         assert needle in line, f"{needle!r} not in {line!r}"
     return line

@@ -121,7 +121,7 @@ def test_poisoned_postgres_study_is_refused_by_promote(tmp_path: Path, poison: s
     import optuna
 
     src, dst = _copy_args(tmp_path)
-    base = {"target": [*NO_AUG, "regressor=brr", "regressor._target_=shutil.copyfile",
+    base = {"target": ["generator=none", "regressor=brr", "regressor._target_=shutil.copyfile",
                        f"regressor._args_=[{src},{dst}]"],
             "env": [*NO_AUG, "+x=${oc.env:VAEOK_TEST_SECRET}"]}[poison]
     with throwaway_pg_database() as url:
