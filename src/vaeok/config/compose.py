@@ -29,7 +29,7 @@ def config_dir() -> Path:
     cwd = Path.cwd() / "conf"
     if (cwd / "config.yaml").is_file():
         return cwd.resolve()
-    return (Path(__file__).resolve().parents[2] / "conf").resolve()
+    return (Path(__file__).resolve().parents[3] / "conf").resolve()
 
 
 def config_groups() -> set[str]:
