@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def inside(root: Path, relative: str | Path, what: str) -> Path:
     if rel.is_absolute():
         return rel
     base = root.resolve()
-    target = (base / rel).resolve()
+    try:
+        target = (base / rel).resolve()
+    except (RuntimeError, OSError):  # a symlink loop: judged by the path as written (the store reports the loop)
+        target = Path(os.path.normpath(base / rel))
     if target != base and base not in target.parents:
         raise UserError(f"{what}={relative} escapes {base}; use a path inside it, or an absolute path "
                         "if you mean to write elsewhere")
