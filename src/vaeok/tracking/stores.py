@@ -270,8 +270,15 @@ def _half_migrated(exc: BaseException, path: Path) -> bool:
 
 
 def _remove_empty_store(path: Path) -> None:
+    """Delete an empty half-created SQLite store, and the engines MLflow keeps per database URI
+    (their pooled connections would go on using the deleted file)."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engines = getattr(SqlAlchemyStore, "_engine_map", {})  # MLflow 3's per-URI engine cache (no public API)
+    for key in [k for k in engines if str(k).endswith(os.path.abspath(path))]:
+        engines.pop(key).dispose()
 
 
 def _half_migrated_detail(path: Path) -> str:
