@@ -6,6 +6,7 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vaeok: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C while exiting changes nothing
         print(f"vaeok: interrupted ({str(exc) or 'SIGINT'})", file=sys.stderr)
         return exit_code(exc)
     except Exception as exc:

@@ -154,6 +154,10 @@ def register_configs() -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the key."""
+    from vaeok.config.targets import check_targets
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    check_targets(container)  # first, before anything is built: configs and stored study overrides are code
     n_virtual = cfg.generator.get("n_virtual", 0) if cfg.generator is not None else 0
     if isinstance(n_virtual, bool) or not isinstance(n_virtual, int):  # the generator group is untyped
         raise UserError(f"generator.n_virtual must be an integer, got {n_virtual!r}")
@@ -205,10 +209,6 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.generator is None or cfg.generator.get("n_virtual", 0) <= MAX_VIRTUAL,
          f"generator.n_virtual must be <= {MAX_VIRTUAL}"),
     ]
-    from vaeok.config.targets import check_targets
-
-    container = OmegaConf.to_container(cfg, resolve=True)
-    check_targets(container)  # before anything is built: configs and stored study overrides are code
     _check_finite(container, "")
     for ok, msg in checks:
         if not ok:

@@ -109,7 +109,11 @@ def load_trial(study_name: str, storage: str = DEFAULT_STORAGE, trial_number: in
         raise UserError(f"unknown study '{study_name}' in {redact_url(storage)} (studies: {known})") from None
     except Exception as exc:  # bad URL, unreachable database, ...
         raise UserError(redact_text(f"cannot open Optuna storage {storage}: {message(exc)}")) from None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    try:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    except Exception as exc:  # values Optuna cannot read back (an edited or foreign database)
+        raise UserError(f"study '{study_name}' in {redact_url(storage)}: cannot read its trials "
+                        f"({message(exc)}); no completed trial with a finite value to promote") from None
     if not complete:
         raise UserError(f"study '{study_name}' has no completed trials")
     if not any(t.values and all(v is not None and math.isfinite(v) for v in t.values) for t in complete):
@@ -292,7 +296,10 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"bad logged config or override: {message(exc)}") from None
-    validate_config(cfg)
+    try:
+        validate_config(cfg)
+    except OmegaConfBaseException as exc:  # e.g. a key the logged config leaves missing
+        raise UserError(f"bad logged config: {message(exc)}") from None
     return cfg
 
 
