@@ -22,7 +22,7 @@ STORAGE = "sqlite:///mlruns/optuna.db"
 
 
 def copy_conf(workdir: Path) -> Path:
-    """A private copy of conf/ (promote writes conf/experiment/promoted_<study>.yaml)."""
+    """A private copy of conf/ (promote writes mlruns/conf/experiment/promoted_<study>.yaml next to the store)."""
     dst = workdir / "conf"
     if not dst.exists():
         shutil.copytree(CONF, dst)

@@ -15,7 +15,7 @@ from .conftest import CONF, cli_env
 
 @pytest.mark.slow
 def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
-    shutil.copytree(CONF, tmp_path / "conf")  # promote writes conf/experiment/promoted_<study>.yaml
+    shutil.copytree(CONF, tmp_path / "conf")
     env = {**cli_env(), "VAEOK_CONFIG_DIR": str(tmp_path / "conf")}
 
     def vaeok(*args: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +31,7 @@ def test_sweep_promote_predict_reproduce(tmp_path: Path) -> None:
         assert role in sweep, role
     out = vaeok("promote", "--study", "tpe").stdout  # the study's selection (greedy ensemble), refit on all rows
     assert "becomes 'champion'" in out and "corrected CV R2" in out and "refit on all rows (86 rows)" in out
-    assert (tmp_path / "conf" / "experiment" / "promoted_tpe.yaml").is_file()
+    assert (tmp_path / "mlruns" / "conf" / "experiment" / "promoted_tpe.yaml").is_file()  # next to the store
     name = "vaeok-rubber_surrogate-be81b16d"  # the README's default model name of the embedded data
     assert f"models:/{name}@champion" in out
     shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "new_rows.csv", tmp_path / "X.csv")

@@ -34,6 +34,7 @@ def conf_with_gauss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(CONF, conf)
     (conf / "generator" / "gauss.yaml").write_text(GAUSS_YAML)
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(conf))
+    monkeypatch.setenv("VAEOK_ALLOWED_TARGETS", "tests.gauss_generator.*")  # outside the default allowlist
     return conf
 
 

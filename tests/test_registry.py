@@ -119,7 +119,7 @@ def test_worse_promote_does_not_move_champion(work: dict[str, Any]) -> None:
 
 
 def test_overlays_recompose_the_promoted_configs(work: dict[str, Any]) -> None:
-    conf = work["workdir"] / "conf" / "experiment"
+    conf = work["workdir"] / "mlruns" / "conf" / "experiment"  # next to the store, not in conf/
     head = (conf / "promoted_tpe.yaml").read_text().splitlines()[0]
     assert head == "# @package _global_"
     assert config_hash(load_config(["experiment=promoted_tpe"])) == work["first"].config_hash

@@ -16,7 +16,7 @@ from vaeok.core.errors import UserError
 from vaeok.core.paths import inside, safe_name
 from vaeok.core.redact import redact_text, redact_url
 from vaeok.tracking import runs as tracking
-from vaeok.tracking import server
+from vaeok.tracking import server, stores
 
 from .conftest import REPO
 
@@ -34,6 +34,7 @@ def test_ui_and_server_bind_to_localhost(monkeypatch: pytest.MonkeyPatch, capsys
     started: list[list[str]] = []
     monkeypatch.setattr(server, "_serve", lambda cmd: started.append(cmd) or 0)
     monkeypatch.setattr(server, "ensure_postgres_database", lambda url: None)
+    monkeypatch.setattr(stores, "open_mlflow_store", lambda uri, what="tracking.uri": None)  # nothing listens
     assert main(["ui", "--port", "59871"]) == 0
     assert main(["server", "--port", "59872", "--backend-store-uri", PG]) == 0
     assert [_host(c) for c in started] == ["127.0.0.1", "127.0.0.1"]

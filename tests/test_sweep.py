@@ -129,7 +129,7 @@ def test_storage_opened_while_another_process_creates_its_tables(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen in CI: a process opening a NEW SQLite study database while another creates Optuna's
     tables failed with "table studies already exists"; it now opens the finished schema."""
-    real = sweep_mod.RDBStorage
+    real = optuna.storages.RDBStorage
     calls: list[int] = []
 
     def racing(*args, **kwargs):
@@ -138,6 +138,6 @@ def test_storage_opened_while_another_process_creates_its_tables(tmp_path: Path,
             raise RuntimeError("(sqlite3.OperationalError) table studies already exists")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "RDBStorage", racing)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)  # what the store boundary builds
     storage = sweep_mod.make_storage(f"sqlite:///{tmp_path}/mlruns/optuna.db", heartbeat=10, retry_failed=0)
     assert len(calls) == 2 and storage.get_all_studies() == []

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from vaeok.core.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError, one_line
 from vaeok.core.redact import redact_text, redact_url
@@ -14,7 +17,28 @@ from vaeok.core.signals import exit_code, terminate_as_interrupt
 
 # OSErrors that mean "the store cannot be written": reported as the user's to fix (exit 2).
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-                   errno.EEXIST}
+                   errno.EEXIST, errno.EFBIG, errno.ELOOP}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a UserError (one line, exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _store_failure(exc: BaseException) -> str | None:
+    """The one-line reason if an exception chain comes from a store (SQLite/SQLAlchemy/psycopg), else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__module__.split(".")[0] in ("sqlite3", "sqlalchemy", "psycopg", "psycopg2"):
+            from vaeok.tracking.stores import reason
+
+            return reason(exc)
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -27,7 +51,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.multirun:
         return _multirun(args)
-    if args.from_run:
+    if args.from_run is not None:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.from_run):
+            raise UserError(f"--from-run needs an MLflow run id (letters, digits, - and _), got {args.from_run[:70]!r}")
         from vaeok.experiment import RunHooks, run_experiment
         from vaeok.registry.promote import config_from_run
         from vaeok.tracking.tags import REPRODUCES_TAG
@@ -109,8 +137,12 @@ def check_sweep_args(args: argparse.Namespace) -> None:
                              ("--retry-failed", args.retry_failed, 0), ("--heartbeat", args.heartbeat, 1)):
         if value is not None and value < low:
             raise UserError(f"{flag} must be >= {low}, got {value}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UserError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.timeout is not None and not 0 < args.timeout < math.inf:
+        raise UserError(f"--timeout must be a positive, finite number of seconds, got {args.timeout}")
+    from vaeok.study.spec import MAX_TRIALS
+
+    if args.n_trials is not None and args.n_trials > MAX_TRIALS:
+        raise UserError(f"--n-trials must be <= {MAX_TRIALS}, got {args.n_trials}")
 
 
 def resolve_spec(spec: str) -> str:
@@ -191,7 +223,7 @@ def _run_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands and their options)."""
-    parser = argparse.ArgumentParser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
+    parser = _Parser(prog="vaeok", description="VAE + ordinary kriging augmentation studies.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="one experiment, e.g. vaeok run model.hidden=65 trainer.max_epochs=400",
                            description="One experiment (one MLflow run) with the composed Hydra config.",
@@ -272,7 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's artifact download progress bars (promote, predict, --from-run) are not ours to show
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UserError as exc:
+        print(f"vaeok: error: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         with terminate_as_interrupt():
@@ -281,11 +317,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vaeok: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C while exiting changes nothing
         print(f"vaeok: interrupted ({str(exc) or 'SIGINT'})", file=sys.stderr)
         return exit_code(exc)
     except Exception as exc:
         if os.environ.get("VAEOK_TRACEBACK"):
             raise
+        store = _store_failure(exc)
+        if store is not None:
+            print(f"vaeok: error: store: {redact_text(store)} (check mlruns/, tracking.uri and --storage: "
+                  "free space, permissions, or a damaged database file)", file=sys.stderr)
+            return EXIT_USER_ERROR
         if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
             print(f"vaeok: error: cannot write: {redact_text(str(exc))} (check free space and permissions of mlruns/, "
                   "tracking.uri and tracking.artifact_root)", file=sys.stderr)

@@ -105,11 +105,14 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str,
     for fm in result.fold_metrics:
         metrics[f"fold/r{fm['repeat']}f{fm['fold']}/r2"] = fm["r2"]
     tracking.log_batch(run_id, metrics=metrics, series=series)
-    mlflow.log_text(to_yaml(cfg), "config.yaml")
+    config_text = to_yaml(cfg)
+    mlflow.log_text(config_text, "config.yaml")
+    expected: dict[str, int | None] = {"config.yaml": len(config_text.encode())}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictions.csv"
         result.predictions.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
+        expected["predictions.csv"] = path.stat().st_size
     if cfg.tracking.log_figures:
         from vaeok.tracking import plots  # the plotting stack only when figures are logged (selects Agg)
 
@@ -119,10 +122,13 @@ def log_result(cfg: DictConfig, data: Dataset, result: EvalResult, run_id: str,
             fig = plots.loss_curves(result.loss_history)
             mlflow.log_figure(fig, "figures/loss_curves.png")
             plt.close(fig)
+            expected["figures/loss_curves.png"] = None
         title = f"{run_name(cfg)}  R2={result.objective:.3f} ({cfg.evaluation.protocol})"
         fig = plots.predicted_vs_true(result.predictions, data.target_name, title)
         mlflow.log_figure(fig, "figures/predicted_vs_true.png")
         plt.close(fig)
+        expected["figures/predicted_vs_true.png"] = None
+    tracking.verify_artifacts(run_id, expected)  # a run is never FINISHED without what it claims
 
 
 @dataclass

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vaeok.config.overrides import override
-from vaeok.config.schema import register_configs, validate_config
+from vaeok.config.schema import TrackingConfig, register_configs, validate_config
+from vaeok.config.targets import check_overrides
 from vaeok.core.errors import UserError, first_line, message
 from vaeok.core.redact import redact_text
 
@@ -28,7 +29,7 @@ def config_dir() -> Path:
     cwd = Path.cwd() / "conf"
     if (cwd / "config.yaml").is_file():
         return cwd.resolve()
-    return (Path(__file__).resolve().parents[2] / "conf").resolve()
+    return (Path(__file__).resolve().parents[3] / "conf").resolve()
 
 
 def config_groups() -> set[str]:
@@ -44,19 +45,59 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     return cfg
 
 
+MAX_OVERRIDE_CHARS = 10_000
+
+
+def check_user_overrides(overrides: tuple[str, ...] | list[str], groups: set[str]) -> None:
+    """Refuse overrides that compose but cannot mean anything, before Hydra sees them: absurdly long
+    ones, resolver calls (`${oc.env:...}`, see vaeok.config.targets), and deleting a config group
+    (`~model`), which would silently fall back to the schema's defaults."""
+    for ov in overrides:
+        if len(ov) > MAX_OVERRIDE_CHARS:
+            raise UserError(f"override '{ov[:40]}...' is {len(ov)} characters long (at most {MAX_OVERRIDE_CHARS})")
+        key = ov.split("=", 1)[0]
+        if key.startswith("~") and key[1:].lstrip("/") in groups - {"experiment"}:
+            raise UserError(f"override '{key}' deletes the config group '{key[1:]}', which every run needs; "
+                            f"choose one of its options instead ({key[1:]}=<option>)")
+    check_overrides(overrides)
+
+
+def overlay_root(tracking_uri: str | None = None) -> Path:
+    """Where promoted overlays live: `conf/` next to the SQLite store of `tracking_uri` (default
+    sqlite:///mlruns/mlflow.db, i.e. ./mlruns/conf); ./mlruns/conf for other stores. It is on the
+    Hydra search path (after the config dir), so `vaeok run experiment=promoted_<study>` finds them."""
+    uri = tracking_uri or TrackingConfig.uri
+    if uri.startswith("sqlite:///"):
+        return Path(os.path.abspath(Path(uri.removeprefix("sqlite:///")).parent / "conf"))
+    return Path(os.path.abspath("mlruns/conf"))
+
+
+def _search_path(overrides: tuple[str, ...]) -> list[str]:
+    """The overlay root (of `tracking.uri=` if overridden) as an extra Hydra search path, unless the
+    user sets one."""
+    if any(ov.lstrip("+").startswith("hydra.searchpath") for ov in overrides):
+        return []
+    uris = [ov.split("=", 1)[1].strip("'\"") for ov in overrides if ov.startswith("tracking.uri=")]
+    root = overlay_root(uris[-1] if uris else None)
+    return [f"hydra.searchpath=[file://{root}]"] if (root / "experiment").is_dir() else []
+
+
 def _compose(overrides: tuple[str, ...]) -> DictConfig:
     """Hydra composition (interpolations not yet resolved)."""
     register_configs()
     cdir = config_dir()
     if not (cdir / "config.yaml").is_file():
         raise UserError(f"config directory not found: {cdir} (set VAEOK_CONFIG_DIR)")
+    check_user_overrides(overrides, {p.name for p in cdir.iterdir() if p.is_dir()})
     parsed = _parse_overrides(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
+            cfg = compose(config_name="config", overrides=[*overrides, *_search_path(overrides)])
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise UserError(f"bad config: {first_line(exc)}{_group_options_hint(exc, cdir)}") from None
+    except OSError as exc:  # e.g. a group option too long for a file name
+        raise UserError(f"bad config: {exc.strerror or exc}") from None
     finally:
         GlobalHydra.instance().clear()
     for o in parsed:

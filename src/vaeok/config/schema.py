@@ -155,6 +155,10 @@ def register_configs() -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Range checks that types alone cannot express; raise UserError naming the key."""
+    from vaeok.config.targets import check_targets
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    check_targets(container)  # first, before anything is built: configs and stored study overrides are code
     n_virtual = cfg.generator.get("n_virtual", 0) if cfg.generator is not None else 0
     if isinstance(n_virtual, bool) or not isinstance(n_virtual, int):  # the generator group is untyped
         raise UserError(f"generator.n_virtual must be an integer, got {n_virtual!r}")
@@ -207,7 +211,7 @@ def validate_config(cfg: DictConfig) -> None:
         (cfg.generator is None or cfg.generator.get("n_virtual", 0) <= MAX_VIRTUAL,
          f"generator.n_virtual must be <= {MAX_VIRTUAL}"),
     ]
-    _check_finite(OmegaConf.to_container(cfg, resolve=True), "")
+    _check_finite(container, "")
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
@@ -218,10 +222,15 @@ def validate_config(cfg: DictConfig) -> None:
         for key in ("path", "target"):
             if OmegaConf.is_missing(cfg.data, key) or cfg.data[key] in (None, ""):
                 raise UserError(f"data.{key} must be set with data=csv, e.g. data.path=my.csv data.target=y")
-    if cfg.compare.output_dir:
-        from vaeok.core.paths import inside
+    from vaeok.core.paths import inside
 
+    if cfg.compare.output_dir:
         inside(Path.cwd(), cfg.compare.output_dir, "compare.output_dir")
+    uri, root = str(cfg.tracking.uri), str(cfg.tracking.artifact_root)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        inside(Path.cwd(), uri.removeprefix("sqlite:///"), "tracking.uri")
+    if "://" not in root:
+        inside(Path.cwd(), root, "tracking.artifact_root")
 
 
 MAX_HIDDEN = 65536

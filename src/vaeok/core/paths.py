@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,7 +17,14 @@ def safe_name(name: str, what: str) -> str:
     if not _FILE_NAME.match(name) or ".." in name:
         raise UserError(f"{what} '{name}' cannot be used in a file name: use letters, digits, _ . - only "
                         "(no '/', no '..', not starting with '.')")
+    if len(name) > MAX_NAME:
+        raise UserError(f"{what} '{name[:20]}...' is too long ({len(name)} characters, at most {MAX_NAME}: "
+                        "it becomes part of file names such as promoted_<study>_challenger.yaml)")
     return name
+
+
+# File names are at most 255 bytes; promote writes promoted_<name>_challenger.yaml (25 more).
+MAX_NAME = 200
 
 
 def inside(root: Path, relative: str | Path, what: str) -> Path:
@@ -28,7 +36,10 @@ def inside(root: Path, relative: str | Path, what: str) -> Path:
     if rel.is_absolute():
         return rel
     base = root.resolve()
-    target = (base / rel).resolve()
+    try:
+        target = (base / rel).resolve()
+    except (RuntimeError, OSError):  # a symlink loop: judged by the path as written (the store reports the loop)
+        target = Path(os.path.normpath(base / rel))
     if target != base and base not in target.parents:
         raise UserError(f"{what}={relative} escapes {base}; use a path inside it, or an absolute path "
                         "if you mean to write elsewhere")

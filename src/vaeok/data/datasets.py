@@ -130,8 +130,8 @@ def load_csv(path: str | Path, target: str, features: list[str] | None = None, e
         raise UserError(f"{p}: {n} rows; need at least {MIN_ROWS}")
     check_row_limit(n, max_rows, str(p))
     source = str(p)
-    X = np.column_stack([_numeric(table, col, source) for col in features])
-    y = _numeric(table, target, source)
+    X = np.column_stack([numeric_column(table, col, source) for col in features])
+    y = numeric_column(table, target, source)
     _check_not_constant(X, y, features, target, source)
     return Dataset(X, y, tuple(features), target, p.name)
 
@@ -164,12 +164,22 @@ _MISSING_TOKENS = {"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>", "
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
 
 
-def _numeric(table: Table, col: str, source: str) -> np.ndarray:
+# Beyond this magnitude squares and variances overflow float64 (scalers, kriging, the VAE loss).
+MAX_ABS_VALUE = 1e100
+
+
+def numeric_column(table: Table, col: str, source: str) -> np.ndarray:
     """A column's cells as finite floats; UserError naming the first bad row (and how many there are)."""
     cells = table.column(col)
     values = np.array([_to_float(c) for c in cells], dtype=float)
     bad = ~np.isfinite(values)
     if not bad.any():
+        huge = np.flatnonzero(np.abs(values) > MAX_ABS_VALUE)
+        if len(huge):
+            more = f" (and {len(huge) - 1} more row(s) in this column)" if len(huge) > 1 else ""
+            raise UserError(f"{source}: column '{col}' row {table.lines[huge[0]]} is too large "
+                            f"({cells[huge[0]]}){more}: values beyond +-{MAX_ABS_VALUE:g} overflow the "
+                            "arithmetic; rescale the column")
         return values
     idx = np.flatnonzero(bad)
     cell = cells[idx[0]]

@@ -26,7 +26,39 @@ def load_checked_dataset(cfg: DictConfig) -> Dataset:
     data = load_dataset(cfg.data)
     check_data_against_config(cfg, data)
     check_regressor(cfg, data)
+    check_trainer(cfg)
     return data
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Build the Lightning Trainer a Lightning-trained generator would get (without fitting), so an
+    argument Lightning rejects (`trainer.accelerator=gpu` without a GPU, a bad `precision`, an
+    unknown argument) fails now with its key named, not inside the first fold's training."""
+    if not generator_of(cfg).trains_with_callbacks:
+        return
+    import logging
+
+    from hydra.utils import instantiate
+
+    from vaeok.config.schema import TrainerConfig
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        instantiate(args, _convert_="all")
+        return
+    except Exception as exc:
+        error = first_line(exc.__cause__ or exc)
+    defaults = OmegaConf.to_container(OmegaConf.structured(TrainerConfig))
+    for key, value in args.items():  # name the argument: the first changed one Lightning refuses alone
+        if key == "_target_" or (key in defaults and defaults[key] == value):
+            continue
+        try:
+            instantiate({**defaults, "_target_": args["_target_"], key: value}, _convert_="all")
+        except Exception:
+            raise UserError(f"trainer.{key}={value!r}: {error}") from None
+    raise UserError(f"trainer: Lightning refuses these arguments: {error}")
 
 
 def generator_of(cfg: DictConfig) -> Any:

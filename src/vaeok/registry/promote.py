@@ -19,9 +19,12 @@ import contextlib
 import hashlib
 import io
 import json
+import math
+import os
 import re
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vaeok.config.compose import config_dir, load_config, to_yaml
+from vaeok.config.compose import config_dir, load_config, overlay_root, to_yaml
 from vaeok.config.overrides import override
 from vaeok.config.schema import Config, validate_config
+from vaeok.config.targets import check_container_strings, check_overrides
 from vaeok.core.errors import UserError, message
 from vaeok.core.paths import safe_name
 from vaeok.core.redact import redact_text, redact_url
@@ -94,12 +98,17 @@ def open_study_readonly(study_name: str, storage: str = DEFAULT_STORAGE) -> Any:
     """An existing Optuna study; UserError if the storage or the study does not exist."""
     import optuna
 
+    from vaeok.tracking.stores import open_optuna_storage
+
     _check_storage(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = tracking.absolute_sqlite_uri(storage, "--storage")
+    rdb = open_optuna_storage(url, "--storage", engine_kwargs={"connect_args": {"timeout": 60}}
+                              if url.startswith("sqlite") else {"pool_pre_ping": True})
     try:
-        return optuna.load_study(study_name=study_name, storage=storage)
+        return optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
-        names = optuna.get_all_study_names(storage)
+        names = optuna.get_all_study_names(rdb)
         known = ", ".join(sorted(names)) if names else "none"
         raise UserError(f"unknown study '{study_name}' in {redact_url(storage)} (studies: {known})") from None
     except Exception as exc:  # bad URL, unreachable database, ...
@@ -110,9 +119,17 @@ def trial_choice(study: Any, trial_number: int | None = None) -> TrialChoice:
     """The study's best completed trial (or trial `trial_number`); UserError if absent or empty."""
     from optuna.trial import TrialState
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    study_name = study.study_name
+    try:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    except Exception as exc:  # values Optuna cannot read back (an edited or foreign database)
+        raise UserError(f"study '{study_name}': cannot read its trials ({message(exc)}); no completed trial "
+                        "with a finite value to promote") from None
     if not complete:
-        raise UserError(f"study '{study.study_name}' has no completed trials")
+        raise UserError(f"study '{study_name}' has no completed trials")
+    if not any(t.values and all(v is not None and math.isfinite(v) for v in t.values) for t in complete):
+        raise UserError(f"study '{study_name}' has no completed trial with a finite value "
+                        f"({len(complete)} completed trial(s), all with NaN, inf or missing values)")
     if trial_number is not None:
         match = [t for t in complete if t.number == trial_number]
         if not match:
@@ -121,7 +138,11 @@ def trial_choice(study: Any, trial_number: int | None = None) -> TrialChoice:
                             f"(completed: {numbers})")
         trial = match[0]
     else:  # the study's best (multi-objective: the Pareto trial best on the first objective)
-        trial = top_trials(study, 1)[0]
+        top = top_trials(study, 1)
+        if not top:
+            raise UserError(f"study '{study_name}': every completed trial only repeats another one's parameters "
+                            "(user attr duplicate_of); pass --trial N to promote one of them")
+        trial = top[0]
     base = study.user_attrs.get("base_overrides") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise UserError(f"study '{study.study_name}': user_attrs['base_overrides'] must be a list of strings")
@@ -201,16 +222,50 @@ def overlay_yaml(cfg: DictConfig, header: str) -> str:
     return f"# @package _global_\n{comment}{text}"
 
 
-def write_overlay(cfg: DictConfig, name: str, header: str) -> Path:
-    """Write conf/experiment/promoted_<name>.yaml and check it recomposes the same config."""
+def overlay_path(cfg: DictConfig, name: str) -> Path:
+    """promoted_<name>.yaml in the experiment/ folder next to the store the config logs to."""
     safe_name(name, "promoted config name")
-    path = config_dir() / "experiment" / f"promoted_{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(overlay_yaml(cfg, header))
-    again = load_config([f"experiment=promoted_{name}"])
+    return overlay_root(str(cfg.tracking.uri)) / "experiment" / f"promoted_{name}.yaml"
+
+
+def stage_overlay(cfg: DictConfig, name: str) -> Path:
+    """Check that an overlay recomposes exactly `cfg` (composed from a scratch copy) and that its
+    place is writable (a hidden temporary file is written there); return that temporary file.
+    UserError if either fails."""
+    import tempfile
+
+    path = overlay_path(cfg, name)
+    text = overlay_yaml(cfg, "")
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "experiment").mkdir()
+        (Path(scratch) / "experiment" / path.name).write_text(text)
+        try:
+            again = load_config([f"hydra.searchpath=[file://{scratch}]", f"experiment={path.stem}"])
+        except UserError as exc:
+            raise UserError(f"promote: the trial's config cannot be written as an experiment overlay ({exc})") from None
     if config_hash(again) != config_hash(cfg):
-        raise RuntimeError(f"{path} does not recompose the promoted config (hash {config_hash(again)} "
-                           f"!= {config_hash(cfg)})")
+        raise UserError(f"promote: an overlay does not recompose the promoted config (hash {config_hash(again)} != "
+                        f"{config_hash(cfg)}; is there an older {path.name} in conf/experiment?)")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+    except OSError as exc:
+        raise UserError(f"promote: cannot write the overlay {path}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def write_overlay(cfg: DictConfig, name: str, header: str, staged: Path | None = None) -> Path:
+    """Write promoted_<name>.yaml next to the store (see `overlay_path`), checked to recompose `cfg`;
+    the file appears whole (written to the staged temporary file, then renamed)."""
+    staged = staged or stage_overlay(cfg, name)
+    path = overlay_path(cfg, name)
+    try:
+        staged.write_text(overlay_yaml(cfg, header))
+        os.replace(staged, path)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise UserError(f"promote: cannot write the overlay {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -240,6 +295,8 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
         logged = yaml.safe_load(text)
         if not isinstance(logged, dict):
             raise UserError("logged config.yaml is not a mapping")
+        check_container_strings(logged, "logged config.yaml")  # a tampered artifact must not read the env
+        check_overrides(overrides)
         _restore_interpolations(logged)
         cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(logged))
         if tracking_cfg is not None:
@@ -255,7 +312,10 @@ def config_from_yaml(text: str, overrides: Sequence[str] = (), tracking_cfg: Dic
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"bad logged config or override: {message(exc)}") from None
-    validate_config(cfg)
+    try:
+        validate_config(cfg)
+    except OmegaConfBaseException as exc:  # e.g. a key the logged config leaves missing
+        raise UserError(f"bad logged config: {message(exc)}") from None
     return cfg
 
 
@@ -477,55 +537,75 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     tags = {**run_tags(cfg, data), STUDY_TAG: study, TRIAL_TAG: str(choice.number), PROMOTE_TAG: "true",
             "config_hash": chash, "holdout_key": key, "baseline_gate": gate, "selection": selection_text[:500],
             "selection_rule": rule if trial is None else "fixed", "trained_on": trained_on}
-    with tracking.run(exp_id, f"promote-{study}-trial{choice.number}", tags) as active:
-        run_id = active.info.run_id
-        cv = {f"trial/value{i}" if i else "trial/value": v for i, v in enumerate(choice.values)}
-        tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv, **evidence,
-                                            **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
-                                            **_holdout_gain(hold_metrics, base_m, metric),
-                                            "train/n_rows": float(rows.n_rows)},
-                           params=run_params(cfg))
-        # the rows the registered model is refit on, and the holdout it was scored on (if any)
-        log_datasets(cfg, data, ("development", "holdout") if holdout.n_rows else ("development",))
-        mlflow.log_text(to_yaml(cfg), "config.yaml")
-        mlflow.log_dict({"rule": rule, "members": [{"trial": c.number, "weight": w, "overrides": c.overrides}
-                                                   for c, w in zip(choices, weights)]}, "selection.json")
-        if holdout.n_rows:
-            _, hold_idx = outer_split(data.n_rows, cfg.evaluation)
-            mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
-                             "holdout_seed": cfg.evaluation.holdout_seed, "data_hash": data.fingerprint(),
-                             "rows": [int(i) for i in hold_idx]}, "holdout_split.json")
-            mlflow.log_text(pd.concat([pd.DataFrame(holdout.X, columns=list(holdout.feature_names)),
-                                       pd.DataFrame({holdout.target_name: holdout.y}), pred], axis=1)
-                            .to_csv(index=False), "holdout_predictions.csv")
-        example = pd.DataFrame(rows.X[:5], columns=list(rows.feature_names))
-        info = log_pipeline(pipeline, example)
+    # Registration, alias move and overlay succeed or fail together: both possible overlays are
+    # checked (and their place written to) before the promote run starts; the version is registered
+    # inside the run, and any failure after that deletes it and gives the alias back.
+    staged = {n: stage_overlay(cfg, n) for n in (study, f"{study}_{CHALLENGER}")}
+    try:
+        with tracking.run(exp_id, f"promote-{study}-trial{choice.number}", tags) as active:
+            run_id = active.info.run_id
+            cv = {f"trial/value{i}" if i else "trial/value": v for i, v in enumerate(choice.values)}
+            tracking.log_batch(run_id, metrics={**{f"holdout/{k}": v for k, v in hold_metrics.items()}, **cv,
+                                                **evidence, **{f"baseline_holdout/{k}": v for k, v in base_m.items()},
+                                                **_holdout_gain(hold_metrics, base_m, metric),
+                                                "train/n_rows": float(rows.n_rows)},
+                               params=run_params(cfg))
+            # the rows the registered model is refit on, and the holdout it was scored on (if any)
+            log_datasets(cfg, data, ("development", "holdout") if holdout.n_rows else ("development",))
+            mlflow.log_text(to_yaml(cfg), "config.yaml")
+            mlflow.log_dict({"rule": rule, "members": [{"trial": c.number, "weight": w, "overrides": c.overrides}
+                                                       for c, w in zip(choices, weights)]}, "selection.json")
+            if holdout.n_rows:
+                _, hold_idx = outer_split(data.n_rows, cfg.evaluation)
+                mlflow.log_dict({"holdout_fraction": cfg.evaluation.holdout_fraction,
+                                 "holdout_seed": cfg.evaluation.holdout_seed, "data_hash": data.fingerprint(),
+                                 "rows": [int(i) for i in hold_idx]}, "holdout_split.json")
+                mlflow.log_text(pd.concat([pd.DataFrame(holdout.X, columns=list(holdout.feature_names)),
+                                           pd.DataFrame({holdout.target_name: holdout.y}), pred], axis=1)
+                                .to_csv(index=False), "holdout_predictions.csv")
+            example = pd.DataFrame(rows.X[:5], columns=list(rows.feature_names))
+            info = log_pipeline(pipeline, example)
 
-    version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
-                    "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
-                    "selection": selection_text[:500], "trained_on": trained_on, "n_train_rows": str(rows.n_rows),
-                    "overrides": redact_text(" ".join(choice.overrides + list(extra_overrides)))[:5000],
-                    **{f"holdout_{k}": f"{v:.6g}" for k, v in hold_metrics.items() if k != "n_rows"},
-                    **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
-                    **{k.replace("selection/", "cv_"): f"{v:.6g}" for k, v in evidence.items()},
-                    "baseline_gate": gate, "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
-    champion = _champion(client, name)
-    with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Successfully registered ..." lines: the
-        version = mlflow.register_model(info.model_uri, name, tags=version_tags)  # summary says it
-    champ_value, alias = None, CHAMPION
-    if gate == GATE_REFUSED:
-        alias = CHALLENGER
-    elif champion is not None:
-        alias, champ_value, decided_by = _against_champion(champion, data, metric, key, hold_metrics, evidence, notes)
-    client.set_registered_model_alias(name, alias, version.version)
-    client.set_model_version_tag(name, version.version, "promoted_as", alias)
-
-    header = (f"Promoted by `vaeok promote --study {study}`: {selection_text}, model "
-              f"{name} version {version.version} ({alias}), config hash {chash}.\n"
-              + ("This file reproduces the largest member of the ensemble.\n" if len(choices) > 1 else "")
-              + "Reproduce the trial's cross-validated evaluation with: vaeok run experiment=<this file's name>")
-    # the champion's overlay is never overwritten by a losing promote
-    overlay = write_overlay(cfg, study if alias == CHAMPION else f"{study}_{CHALLENGER}", header)
+            version_tags = {"study": study, "trial": str(choice.number), "config_hash": chash,
+                            "data_hash": data.fingerprint(), "holdout_key": key, "run_id": run_id,
+                            "selection": selection_text[:500], "trained_on": trained_on,
+                            "n_train_rows": str(rows.n_rows),
+                            "overrides": redact_text(" ".join(choice.overrides + list(extra_overrides)))[:5000],
+                            **{f"holdout_{k}": f"{v:.6g}" for k, v in hold_metrics.items() if k != "n_rows"},
+                            **{f"baseline_holdout_{k}": f"{v:.6g}" for k, v in base_m.items()},
+                            **{k.replace("selection/", "cv_"): f"{v:.6g}" for k, v in evidence.items()},
+                            "baseline_gate": gate,
+                            "allow_worse_than_baseline": str(allow_worse_than_baseline).lower()}
+            champion = _champion(client, name)
+            champ_value, alias = None, CHAMPION
+            if gate == GATE_REFUSED:
+                alias = CHALLENGER
+            elif champion is not None:
+                alias, champ_value, decided_by = _against_champion(champion, data, metric, key, hold_metrics,
+                                                                   evidence, notes)
+            previous = _alias_holder(client, name, alias)
+            with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Successfully registered ..." lines:
+                version = mlflow.register_model(info.model_uri, name, tags=version_tags)  # the summary says it
+            try:
+                client.set_registered_model_alias(name, alias, version.version)
+                client.set_model_version_tag(name, version.version, "promoted_as", alias)
+                header = (f"Promoted by `vaeok promote --study {study}`: {selection_text}, model "
+                          f"{name} version {version.version} ({alias}), config hash {chash}.\n"
+                          + ("This file reproduces the largest member of the ensemble.\n" if len(choices) > 1 else "")
+                          + "Reproduce the trial's cross-validated evaluation with: "
+                            "vaeok run experiment=<this file's name>")
+                # the champion's overlay is never overwritten by a losing promote
+                overlay_name = study if alias == CHAMPION else f"{study}_{CHALLENGER}"
+                overlay = write_overlay(cfg, overlay_name, header, staged[overlay_name])
+            except BaseException:
+                with suppress(Exception):
+                    client.delete_model_version(name, version.version)  # its aliases go with it
+                    if previous is not None:
+                        client.set_registered_model_alias(name, alias, previous)
+                raise
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
     return PromoteResult(name, str(version.version), alias, metric, choice, run_id, overlay, chash, selection_text,
                          evidence, hold_metrics, base_m, trained_on, rows.n_rows,
                          None if champion is None else str(champion.version), champ_value, decided_by, notes,
@@ -565,6 +645,14 @@ def baseline_holdout(cfg: DictConfig, overrides: Sequence[str], dev: Dataset, ho
     base_cfg = load_config([*kept, "generator=none"])
     pred = fit_pipeline(base_cfg, dev).predict_array(holdout.X)
     return regression_metrics(holdout.y, pred.iloc[:, 0].to_numpy())
+
+
+def _alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version currently holding `alias` of model `name`, or None."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def _compare_with_logged(run_id: str, cfg: DictConfig, notes: list[str]) -> None:

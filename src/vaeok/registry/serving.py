@@ -222,24 +222,72 @@ def signature_features(model_uri: str) -> list[str]:
 def predict_csv(model_uri: str, input_path: str | Path, output_path: str | Path | None = None) -> pd.DataFrame:
     """Validate a feature CSV against a packaged model and predict; write `output_path` if given.
 
-    The output has the input columns followed by ``<target>_pred`` (and ``<target>_kriging_std``).
+    The input is read like `vaeok run` reads data (vaeok.data.csv_text: encodings, delimiters,
+    strict numbers), its columns checked against the model's signature before the pickled pipeline
+    (and its imports) is loaded; the output, written whole or not at all, has the input columns
+    followed by ``<target>_pred`` (and an uncertainty column where the model has one).
     """
+    from vaeok.data.csv_text import read_table
+    from vaeok.data.datasets import numeric_column
+
+    out_path = None if output_path is None else _output_path(output_path)
     p = Path(input_path).expanduser()
-    if not p.is_file():
-        raise UserError(f"--input: file not found: {p}")
-    try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot parse as CSV: {message(exc)}") from None
+    table = read_table(p, what="--input")
+    if not table.rows:
+        raise UserError(f"{p}: no data rows (only the header line)")
+    dupes = sorted({c for c in table.header if table.header.count(c) > 1})
+    if dupes:
+        raise UserError(f"{p}: duplicate column name(s): {', '.join(dupes)}")
     features = signature_features(model_uri)
-    X = validate_features(df, features, source=str(p))  # before the pipeline (and its imports) is loaded
+    check_columns(table.header, features, source=str(p))
+    df = pd.DataFrame({c: numeric_column(table, c, str(p)) for c in table.header})
+    X = df[list(features)].to_numpy(dtype=float)
     model = load_pipeline(model_uri)
-    pred = model.predict(pd.DataFrame(X, columns=features))
-    out = pd.concat([df.reset_index(drop=True), pd.DataFrame(pred).reset_index(drop=True)], axis=1)
-    if output_path is not None:
-        Path(output_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(output_path, index=False)
+    with np.errstate(all="ignore"):
+        pred = pd.DataFrame(model.predict(pd.DataFrame(X, columns=features))).reset_index(drop=True)
+    bad = ~np.isfinite(pred.to_numpy(dtype=float)).all(axis=1)
+    if bad.any():
+        row = table.lines[int(np.flatnonzero(bad)[0])]
+        raise UserError(f"{p}: the prediction for row {row} is not finite (its values are far outside the range "
+                        f"the model was trained on); {int(bad.sum())} row(s) affected")
+    out = pd.concat([df.reset_index(drop=True), pred], axis=1)
+    if out_path is not None:
+        _write_whole(out, out_path)
     return out
+
+
+def _output_path(path: str | Path) -> Path:
+    """`--output` as a Path if a regular file can be written there; UserError naming --output otherwise."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"--output: {p} is a directory; give a file name, e.g. {p / 'predictions.csv'}")
+    if p.exists() and not p.is_file():
+        raise UserError(f"--output: {p} is not a regular file (a device, pipe or socket)")
+    for parent in (p.parent, *p.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--output: {parent} is not a directory")
+            break
+    return p
+
+
+def _write_whole(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV next to `path` and move it into place: a failed write leaves `path` as it was."""
+    import os
+    import tempfile
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False, newline="") as fh:
+            tmp = Path(fh.name)
+            frame.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"--output: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def check_model_uri(client: MlflowClient, uri: str) -> None:
@@ -284,6 +332,9 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path | No
             and model_uri.startswith("models:/"):
         raise UserError(f"no MLflow store at {redact_url(uri)} (run from the project directory, or promote a "
                         "model first)")
+    from vaeok.tracking.stores import open_mlflow_store
+
     mlflow.set_tracking_uri(absolute_sqlite_uri(uri))
+    open_mlflow_store(mlflow.get_tracking_uri())  # a damaged or half-made store: one line, exit 2
     check_model_uri(MlflowClient(), model_uri)
     return predict_csv(model_uri, input_path, output_path)

@@ -16,6 +16,7 @@ and otherwise keeps its config default (Optuna's define-by-run conditional space
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ _RANGE = re.compile(
 )
 _CATEGORICAL = re.compile(r"^categorical\s+(\[.*\])\s*$")
 _CONDITION = re.compile(r"^(.*?)\s+if\s+([\w.]+)\s*=\s*(\S+)\s*$")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+MAX_TRIALS = 100_000  # more trials than any study here could run; a typo such as 1e12 is refused
+MAX_GRID = 100_000    # grid points (product over the space) a grid sampler may enumerate
+MAX_YAML_NODES = 100_000  # a spec expanded through YAML aliases ("billion laughs") beyond this is refused
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Param:
         if self.step is None:
             raise UserError(f"sweep space '{self.key}': grid samplers need 'step' on numeric ranges")
         n = round((self.high - self.low) / self.step)
+        if n + 1 > MAX_GRID:
+            raise UserError(f"sweep space '{self.key}': a grid of {n + 1} values is too large (at most {MAX_GRID}); "
+                            "use a larger step or another sampler")
         vals = [self.low + i * self.step for i in range(n + 1)]
         return [round(v) for v in vals] if self.kind == "int" else [round(v, 12) for v in vals]
 
@@ -87,6 +95,7 @@ class StudySpec:
     overrides: list[str] = field(default_factory=list)
     source: str = ""
     selection: dict[str, Any] = field(default_factory=lambda: {"rule": DEFAULT_RULE})
+    explicit_pruner: bool = False  # the spec names its pruner (the default median is silent)
 
     @property
     def multi_objective(self) -> bool:
@@ -110,6 +119,8 @@ DEFAULT_RULE = "ensemble"
 def parse_param(key: str, value: Any) -> Param:
     """Parse one search-space entry (compact string or mapping); raise UserError naming the key."""
     where = f"sweep space '{key}'"
+    if not _KEY.fullmatch(key) or key.split(".")[0] == "hydra":
+        raise UserError(f"{where}: not a config key (dotted names such as model.hidden or a group such as generator)")
     when = None
     if isinstance(value, list):
         value = {"type": "categorical", "choices": value}
@@ -207,6 +218,9 @@ def load_spec(path: str | Path) -> StudySpec:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{p}: invalid YAML: {message(exc)}") from None
+    if _expanded_size(raw, {}) > MAX_YAML_NODES:
+        raise UserError(f"{p}: expands to more than {MAX_YAML_NODES} values through YAML aliases (&/*); "
+                        "write the values out")
     if not isinstance(raw, dict):
         raise UserError(f"{p}: a spec is a mapping")
     known = {"name", "direction", "directions", "metric", "metrics", "sampler", "pruner", "n_trials", "timeout",
@@ -229,11 +243,12 @@ def load_spec(path: str | Path) -> StudySpec:
     if len(directions) > 1 and pruner["type"] != "none":
         pruner = {"type": "none"}  # Optuna does not prune multi-objective studies
     n_trials = raw.get("n_trials", 20)
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
-        raise UserError(f"{p}: n_trials must be a positive integer")
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or not 1 <= n_trials <= MAX_TRIALS:
+        raise UserError(f"{p}: n_trials must be an integer in 1..{MAX_TRIALS}, got {n_trials!r}")
     timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise UserError(f"{p}: timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < math.inf):
+        raise UserError(f"{p}: timeout must be a positive, finite number of seconds, got {timeout!r}")
     name = str(raw.get("name", p.stem))
     safe_name(name, f"{p}: study name")
     overrides = raw.get("overrides") or []
@@ -242,10 +257,16 @@ def load_spec(path: str | Path) -> StudySpec:
     space = [parse_param(str(k), v) for k, v in space_raw.items()]
     _check_conditions(p, space)
     selection = _selection(raw.get("selection"), p)
+    if sampler["type"] == "grid":
+        points = math.prod(len(param.grid()) for param in space)
+        if points > MAX_GRID:
+            raise UserError(f"{p}: the grid has {points} points (at most {MAX_GRID}); use larger steps or another "
+                            "sampler")
     return StudySpec(
         name=name, space=space,
         directions=directions, metrics=metrics, sampler=sampler, pruner=pruner, n_trials=n_trials,
         timeout=timeout, overrides=list(overrides), source=str(p), selection=selection,
+        explicit_pruner="pruner" in raw,
     )
 
 
@@ -261,17 +282,59 @@ def _selection(raw: Any, p: Path) -> dict[str, Any]:
     return {"rule": rule}
 
 
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Number of values `node` stands for once YAML aliases are expanded (shared nodes counted
+    each time they are referenced, computed once each)."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once
+    items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+    memo[id(node)] = 1 + sum(_expanded_size(v, memo) for v in items)
+    return memo[id(node)]
+
+
+def check_objectives(spec: StudySpec, cfg: Any) -> None:
+    """Fail before the study opens if an objective metric is not one a run produces, or if the
+    spec asks for pruning but trials report no intermediate values."""
+    from vaeok.evaluation.metrics import METRICS
+    from vaeok.evaluation.result import HONEST_PREFIX, LEAKY_PREFIX
+
+    prefix = LEAKY_PREFIX if cfg.evaluation.protocol == "paper" else HONEST_PREFIX
+    known = [f"{prefix}/{m}" for m in (*METRICS, "ks")]  # what evaluation.scoring reports
+    if prefix == HONEST_PREFIX:
+        known.append(f"{HONEST_PREFIX}/n_virtual")
+    else:
+        known += [f"{LEAKY_PREFIX}/{m}_real_rows" for m in METRICS] + [f"{LEAKY_PREFIX}/test_virtual_share"]
+    bad = [m for m in spec.metrics if m not in known]
+    if bad:
+        raise UserError(f"{spec.source or spec.name}: metric {', '.join(bad)} is not produced by a run "
+                        f"(protocol {cfg.evaluation.protocol}: {', '.join(known)})")
+    pruning = spec.explicit_pruner and spec.pruner["type"] != "none" and not spec.multi_objective
+    if pruning and not cfg.evaluation.eval_every_n_epochs:
+        raise UserError(f"{spec.source or spec.name}: pruner '{spec.pruner['type']}' needs intermediate values, but "
+                        "evaluation.eval_every_n_epochs is 0; set it (e.g. overrides: "
+                        "[evaluation.eval_every_n_epochs=50]) or use pruner: none")
+
+
 def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
     """Fail before any trial if a searched key is not in the config, a value does not compose or
     cannot run on the data set (e.g. model.latent wider than the features), or the sampler/pruner
     options are not accepted by Optuna."""
     from vaeok.config.compose import load_config, load_trial_config
     from vaeok.data.datasets import load_dataset, same_rows
-    from vaeok.evaluation.preflight import check_data_against_config, check_regressor, load_checked_dataset
+    from vaeok.evaluation.preflight import (
+        check_data_against_config,
+        check_regressor,
+        check_trainer,
+        load_checked_dataset,
+    )
 
     _check_optuna_objects(spec)
     base = [*spec.overrides, *base_overrides]
     base_cfg = load_config(base)
+    check_objectives(spec, base_cfg)
     data = load_checked_dataset(base_cfg)
     for param in spec.space:
         # probe under the entry's condition (e.g. keys of one generator only)
@@ -287,6 +350,8 @@ def check_keys(spec: StudySpec, base_overrides: list[str]) -> None:
                 rows = data if same_rows(probe.data, base_cfg.data) else load_dataset(probe.data)
                 check_data_against_config(probe, rows)
                 check_regressor(probe, rows)
+                if param.key.startswith("trainer"):
+                    check_trainer(probe)
             except UserError as exc:
                 raise UserError(f"sweep space '{param.key}' value {value!r}: {exc}") from None
 

@@ -25,11 +25,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vaeok.config.compose import load_config, load_trial_config, to_yaml
 from vaeok.config.overrides import override
-from vaeok.core.errors import UserError, message, one_line
+from vaeok.core.errors import UserError, one_line
 from vaeok.core.progress import trial_bar
 from vaeok.core.redact import redact_text, redact_url
 from vaeok.core.runtime import configure_runtime
-from vaeok.core.signals import terminate_as_interrupt
+from vaeok.core.signals import interrupt_in, terminate_as_interrupt
 from vaeok.data.datasets import load_dataset_cached
 from vaeok.evaluation.result import EvalResult
 from vaeok.experiment import RunHooks, run_experiment
@@ -39,6 +39,7 @@ from vaeok.study.samplers import make_pruner, make_sampler
 from vaeok.study.spec import StudySpec, check_keys, sample
 from vaeok.tracking import runs as tracking
 from vaeok.tracking.sqlite import enable_wal
+from vaeok.tracking.stores import init_lock, open_optuna_storage
 from vaeok.tracking.tags import DUPLICATE_TAG, NOTE_TAG, ROLE_TAG, SEARCHED_TAG, STUDY_TAG, TRIAL_TAG
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
@@ -65,25 +66,14 @@ class SweepOptions:
 def make_storage(url: str, heartbeat: int, retry_failed: int) -> RDBStorage:
     """RDB storage with heartbeats, so trials of a killed process are marked FAIL (and retried)."""
     if url.startswith("sqlite:///"):
-        url = tracking.absolute_sqlite_uri(url)
+        url = tracking.absolute_sqlite_uri(url, "--storage")
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
         enable_wal()
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    for attempt in range(3):
-        try:
-            return RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                failed_trial_callback=_retry_stale(retry_failed),
-            )
-        except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or unreachable server
-            # Two processes opening a NEW database at once both try to create Optuna's tables; the
-            # loser sees "table ... already exists" and simply opens the now-complete schema.
-            if "already exists" in str(exc) and attempt < 2:
-                time.sleep(0.5)
-                continue
-            raise UserError(redact_text(f"cannot open Optuna storage {url}: {message(exc)}")) from None
-    raise AssertionError("unreachable")
+    # checked, created under a per-store lock (two sweeps on a new store), repaired if half-made and empty
+    return open_optuna_storage(url, "--storage", engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                               grace_period=3 * heartbeat, failed_trial_callback=_retry_stale(retry_failed))
 
 
 def _retry_stale(max_retry: int) -> Any:
@@ -107,7 +97,13 @@ def spec_hash(spec: StudySpec, base_overrides: list[str]) -> str:
 def open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions) -> optuna.Study:
     """Create or resume the study; refuse to resume a study created from a different spec."""
     name = opts.study or spec.name
-    storage = make_storage(opts.storage or DEFAULT_STORAGE, opts.heartbeat, opts.retry_failed)
+    url = opts.storage or DEFAULT_STORAGE
+    with init_lock(tracking.absolute_sqlite_uri(url, "--storage")):  # one process sets a new study up
+        return _open_study(spec, base_overrides, opts, name, make_storage(url, opts.heartbeat, opts.retry_failed))
+
+
+def _open_study(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, name: str,
+                storage: RDBStorage) -> optuna.Study:
     study = optuna.create_study(study_name=name, storage=storage, directions=spec.directions,
                                 sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
     # Same seed in every worker, or again on resume, would replay the same random draws.
@@ -516,7 +512,13 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
                         time.sleep(poll_seconds)
                         continue
                     enqueue_retries(study, opts.retry_failed)
-                    study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                    try:
+                        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                    except Exception as exc:  # Optuna's bookkeeping cut short by a Ctrl-C: it is the Ctrl-C
+                        interrupt = interrupt_in(exc)
+                        if interrupt is None:
+                            raise
+                        raise interrupt from None
                 finally:
                     lock.release()
                 last = _last_own_trial(study)

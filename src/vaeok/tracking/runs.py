@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from vaeok.core.errors import UserError, message, one_line
 from vaeok.core.redact import redact_text
 from vaeok.core.signals import delivered, raise_pending
 from vaeok.tracking.sqlite import enable_wal
+from vaeok.tracking.stores import check_sqlite_file, init_lock, open_mlflow_store
 from vaeok.tracking.tags import (
     ERROR_TAG,
     EXPERIMENT_KIND,
@@ -37,7 +39,9 @@ def setup(tracking: DictConfig) -> str:
     key = (uri, str(tracking.experiment))
     if key in _EXPERIMENT_IDS:  # one lookup per process, not per trial
         return _EXPERIMENT_IDS[key]
-    _EXPERIMENT_IDS[key] = _experiment_id(tracking, uri)
+    open_mlflow_store(uri)  # checked, created once under a lock, repaired if half-made and empty
+    with init_lock(uri):  # two commands on a new store must not both create the experiment
+        _EXPERIMENT_IDS[key] = _experiment_id(tracking, uri)
     return _EXPERIMENT_IDS[key]
 
 
@@ -65,7 +69,7 @@ def _experiment_id(tracking: DictConfig, uri: str) -> str:
 
 
 
-def absolute_sqlite_uri(uri: str) -> str:
+def absolute_sqlite_uri(uri: str, what: str = "tracking.uri") -> str:
     """sqlite:///relative.db -> sqlite:////abs/relative.db (parent created); other URIs unchanged.
 
     MLflow caches one store per URI string, so a cwd-relative URI must not be reused from
@@ -73,11 +77,12 @@ def absolute_sqlite_uri(uri: str) -> str:
     """
     if not uri.startswith("sqlite:///"):
         return uri
-    path = Path(uri.removeprefix("sqlite:///")).resolve()  # "sqlite:////abs" -> "/abs" stays absolute
+    check_sqlite_file(Path(uri.removeprefix("sqlite:///")), what)  # one line for a damaged or unusable file
+    path = Path(os.path.abspath(uri.removeprefix("sqlite:///")))  # not resolve(): a symlink loop is reported above
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the store directory for {uri}: {exc}") from None
+        raise UserError(f"cannot create the store directory for {uri}: {exc.strerror}") from None
     return f"sqlite:///{path}"
 
 
@@ -150,6 +155,26 @@ def log_batch(run_id: str, metrics: Mapping[str, float] | None = None, params: M
     ps = [Param(k, redact_text(str(v))[:6000]) for k, v in (params or {}).items()]
     tg = [RunTag(k, redact_text(str(v))) for k, v in (tags or {}).items()]
     MlflowClient().log_batch(run_id, metrics=ms, params=ps, tags=tg)
+
+
+
+def verify_artifacts(run_id: str, expected: Mapping[str, int | None]) -> None:
+    """UserError (the run then ends FAILED) unless every expected artifact is in the artifact store
+    with the expected size (None: any non-empty size), e.g. after a write the full disk cut short."""
+    client = MlflowClient()
+    listed: dict[str, int | None] = {}
+    for folder in sorted({p.rpartition("/")[0] for p in expected}):
+        try:
+            listed.update({f.path: f.file_size for f in client.list_artifacts(run_id, folder or None)})
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise UserError(f"cannot list the artifacts of run {run_id}: {one_line(exc)}") from None
+    for path, size in expected.items():
+        got = listed.get(path)
+        if not got or (size is not None and got != size):
+            where = redact_text(client.get_run(run_id).info.artifact_uri)
+            raise UserError(f"artifact {path} of run {run_id} is {'incomplete' if got else 'missing'} in {where} "
+                            f"({got or 0} of {size if size is not None else 'some'} bytes): the artifact store could "
+                            "not be written completely (disk full or a file-size limit?)")
 
 
 @functools.cache

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 from omegaconf import DictConfig
 
@@ -41,7 +42,7 @@ def ui(port: int = 5000, overrides: Sequence[str] = ()) -> int:
         Path(str(cfg.tracking.artifact_root)).mkdir(parents=True, exist_ok=True)
     from vaeok.tracking import runs as tracking
 
-    exp_id = tracking.setup(cfg.tracking)  # created if missing, tagged as a model-training experiment
+    exp_id = tracking.setup(cfg.tracking)  # store checked (and made once) there; experiment tagged for model training
     # MLflow >= 3.x opens experiments in its GenAI view unless told otherwise: link the runs table
     print(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/{exp_id}/runs?workflowType=machine_learning  "
           f"(experiment '{cfg.tracking.experiment}', store {redact_url(uri)}, artifacts "
@@ -61,7 +62,7 @@ def _serve(cmd: list[str]) -> int:
     """Run an MLflow server in its own process group; stop the whole group on Ctrl-C/SIGTERM."""
     # MLflow's background job runner (GenAI jobs; several huey worker processes) is not needed here
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -75,6 +76,17 @@ def _serve(cmd: list[str]) -> int:
     finally:
         if proc.poll() is None:
             _stop_group(proc)
+
+
+def _die_with_parent() -> None:
+    """In the server child (Linux): SIGTERM it when vaeok dies, even by SIGKILL, so no orphaned
+    server keeps the port and the store open (PR_SET_PDEATHSIG; elsewhere nothing happens)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _stop_group(proc: Any) -> None:
@@ -118,12 +130,44 @@ def server_command(port: int, backend_uri: str, artifacts: str) -> list[str]:
             "--port", str(port), "--workers", "2"]
 
 
+_BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "mysql", "mysql+pymysql", "mssql")
+_PG_DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+# libpq options in a URL's query that redirect the connection somewhere else than its host part says
+_PG_REDIRECTS = {"host", "hostaddr", "port", "dbname", "user", "service", "passfile", "options"}
+
+
+def check_backend_uri(uri: str) -> None:
+    """UserError naming --backend-store-uri unless it is a database URL MLflow can use, with a plain
+    PostgreSQL database name (letters, digits, _ and -, at most 63: PostgreSQL would silently cut a
+    longer one) and no query option that points the connection elsewhere."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in _BACKEND_SCHEMES:
+        raise UserError(f"--backend-store-uri {redact_url(uri)[:200]}: not a database URL "
+                        f"(schemes: {', '.join(_BACKEND_SCHEMES)})")
+    if scheme.startswith("postgresql"):
+        u = urlparse(uri)
+        name = u.path.lstrip("/")
+        redirects = sorted(_PG_REDIRECTS & {k for k, _ in parse_qsl(u.query)}) if u.query else []
+        if not _PG_DATABASE.fullmatch(name) or redirects or u.fragment or u.params:
+            raise UserError(f"--backend-store-uri: the database name must be letters, digits, _ and - (at most 63), "
+                            f"without connection options ({', '.join(redirects) or 'none'}); got {name[:80]!r}")
+
+
 def server(port: int = 5000, backend_uri: str = DEFAULT_SERVER_BACKEND,
            artifacts: str = "mlruns/server-artifacts") -> int:
-    """Start a shared MLflow tracking server (PostgreSQL backend); block until Ctrl-C."""
+    """Start a shared MLflow tracking server (PostgreSQL backend); block until Ctrl-C.
+
+    The backend store is checked and created here, in this process (one line on any problem),
+    before `mlflow server` starts on it."""
+    from vaeok.tracking.runs import absolute_sqlite_uri
+    from vaeok.tracking.stores import open_mlflow_store
+
     _check_port(port)
+    check_backend_uri(backend_uri)
     if backend_uri.startswith("postgresql"):
         ensure_postgres_database(backend_uri)
+    backend_uri = absolute_sqlite_uri(backend_uri, "--backend-store-uri")
+    open_mlflow_store(backend_uri, "--backend-store-uri")
     dest = artifacts if "://" in artifacts else Path(artifacts).resolve().as_uri()
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
