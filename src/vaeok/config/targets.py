@@ -51,6 +51,7 @@ def _any_class(obj: Any) -> bool:
 DEFAULT_ALLOWLIST: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("vaeok.generators.*", "vaeok.generators", _any_class),
     ("vaeok.labelers.*", "vaeok.labelers", _any_class),
+    ("vaeok.regressors.*", "vaeok.regressors", _any_class),
     ("sklearn.*", "sklearn", _subclass_of("sklearn.base.BaseEstimator")),
     ("sklearn.pipeline.make_*", "sklearn",
      _function_named("sklearn.pipeline.make_pipeline", "sklearn.pipeline.make_union")),
