@@ -99,7 +99,7 @@ BAD: list[tuple[str, bytes | None, list[str], list[str]]] = [
      ["target column 'y' is constant"]),
     ("too_few_rows_8", csv_text(8).encode(), [], [f"8 rows; need at least {MIN_ROWS}"]),
     ("more_folds_than_rows", csv_text(20).encode(), ["evaluation.n_splits=50", "evaluation.loocv_below=0"],
-     ["evaluation.n_splits=50 is more folds than rows", "17 development rows"]),
+     ["evaluation.n_splits=50 is more folds than rows", "20 rows (no holdout below evaluation.holdout_min_rows)"]),
     ("ragged_row", with_line(_BASE, 12, "0.1,0.2,3,4").encode(), [],
      ["line 12 has 4 fields but the header (line 1) has 3"]),
     ("short_row", with_line(_BASE, 12, "0.1,0.2").encode(), [], ["line 12 has 2 fields"]),

@@ -6,7 +6,7 @@ import vaeok.evaluation.scoring as ev
 import vaeok.generators.vae as vae_mod
 from vaeok.config.compose import load_config
 from vaeok.data.datasets import load_dataset
-from vaeok.data.splits import holdout_split, inner_folds
+from vaeok.data.splits import inner_folds, outer_split
 from vaeok.labelers.kriging import OrdinaryKrigingLabeler
 
 from .conftest import TINY
@@ -49,10 +49,12 @@ def test_no_held_out_row_reaches_any_fitted_component(tiny_cfg: DictConfig, monk
     monkeypatch.setattr(ev, "make_regressor", spy_make)
 
     data = load_dataset(tiny_cfg.data)
+    tiny_cfg.evaluation.holdout_min_rows = 0  # keep a 13-row outer holdout: no fit may see it either
     ev.clear_caches()
     result = ev.evaluate(tiny_cfg, data)
     e = tiny_cfg.evaluation
-    dev_idx, hold_idx = holdout_split(data.n_rows, e.holdout_fraction, e.holdout_seed)
+    dev_idx, hold_idx = outer_split(data.n_rows, e)
+    assert len(hold_idx) == 13
     dev = data.X[dev_idx]
     e = tiny_cfg.evaluation
     folds = inner_folds(len(dev_idx), e.protocol, e.n_splits, e.n_repeats, e.loocv_below, tiny_cfg.seed)
@@ -82,10 +84,11 @@ def test_pooled_metrics_repeats_and_loocv() -> None:
     cfg = load_config([*TINY, "tracking.enabled=false", "evaluation.n_repeats=2", "generator=none"])
     data = load_dataset(cfg.data)
     res = ev.evaluate(cfg, data)
-    assert len(res.predictions) == 2 * 73 and set(res.predictions.repeat) == {0, 1}
+    # 86 rows: a 15 % holdout would hold 13 < evaluation.holdout_min_rows rows, so every row is scored
+    assert len(res.predictions) == 2 * 86 and set(res.predictions.repeat) == {0, 1}
     loo = load_config([*TINY, "tracking.enabled=false", "evaluation=loocv", "generator=none"])
     res = ev.evaluate(loo, data)
-    assert len(res.predictions) == 73 and res.predictions.fold.nunique() == 73
+    assert len(res.predictions) == 86 and res.predictions.fold.nunique() == 86
     assert -1 < res.metrics["val/r2"] <= 1
 
 

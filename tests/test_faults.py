@@ -29,6 +29,12 @@ from vaeok.study.sweep import SweepOptions, run_sweep
 from .conftest import TINY
 
 
+@pytest.fixture(autouse=True)
+def _allow_test_estimators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test-only estimators below are outside the default `_target_` allowlist."""
+    monkeypatch.setenv("VAEOK_ALLOWED_TARGETS", f"{__name__}.*")
+
+
 class ExplodingRegressor(RegressorMixin, BaseEstimator):
     """Test-only estimator whose fit raises when `explode` (stands for any third-party regressor
     failure that parameter validation cannot foresee)."""
@@ -99,14 +105,17 @@ def test_regressor_fit_failure_fails_the_run(tmp_path: Path, capsys: pytest.Capt
 def test_failing_trials_are_fail_and_the_sweep_completes_its_budget(tmp_path: Path) -> None:
     spec = tmp_path / "faults.yaml"
     spec.write_text("name: faults\nsampler: {type: random, seed: 6}\npruner: none\nn_trials: 2\nspace:\n"
-                    "  model.lr: categorical [1000000.0, 0.002]\n  regressor.explode: categorical [true, false]\n")
-    # random seed 6 draws: lr=1e6 (NaN loss), explode=true (fit raises), then two good trials
+                    "  model.lr: categorical [1000000.0, 0.002, 0.003]\n"
+                    "  regressor.explode: categorical [true, false]\n")
+    # lr=1e6 gives a NaN loss, explode=true a fit that raises; the two good configs (lr 0.002 / 0.003,
+    # explode=false) complete the budget of 2 distinct configs
     messages: list[str] = []
     base = [*TINY, f"regressor._target_={__name__}.ExplodingRegressor", "~regressor.n_estimators",
             "~regressor.learning_rate", "~regressor.max_depth", "~regressor.random_state", "+regressor.explode=true"]
     study = run_sweep(load_spec(spec), base, SweepOptions(progress=False, max_failures=50), log=messages.append)
     states = [t.state for t in study.trials]
-    assert states.count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states
+    distinct = [t for t in study.trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    assert len(distinct) == 2 and TrialState.RUNNING not in states  # repeats of a good config do not count
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     errors = {t.user_attrs["error"].split(":")[0] for t in failed}
     assert errors == {"NumericalError", "RegressorFitError"}, [t.user_attrs for t in failed]

@@ -108,9 +108,10 @@ def test_environment_resolver_in_spec_overrides_is_refused(tmp_path: Path) -> No
 
 
 def test_plain_interpolations_in_overrides_still_work(tmp_path: Path) -> None:
-    """The rule refuses resolvers, not references to other keys: model.hidden=${model.latent} composes
-    (and then fails the range check that proves it was resolved: hidden must be >= 1 -> use a bad value)."""
-    proc = vaeok("run", "+n=0", "model.hidden=${n}", cwd=tmp_path)
+    """The rule refuses resolvers, not references to other keys: model.hidden=${evaluation.holdout_seed}
+    composes (and then fails the range check that proves it was resolved: holdout_seed 0 -> hidden 0).
+    (`+n=0` would be refused as an unknown key, see test_hydra_cli.py.)"""
+    proc = vaeok("run", "evaluation.holdout_seed=0", "model.hidden=${evaluation.holdout_seed}", cwd=tmp_path)
     error_line(proc, "model.hidden must be >= 1")
 
 

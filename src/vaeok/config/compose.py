@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vaeok.config.overrides import override
 from vaeok.config.schema import TrackingConfig, register_configs, validate_config
-from vaeok.config.targets import check_overrides
+from vaeok.config.targets import check_overrides, check_targets
 from vaeok.core.errors import UserError, first_line, message
 from vaeok.core.redact import redact_text
 
@@ -100,6 +100,8 @@ def _compose(overrides: tuple[str, ...]) -> DictConfig:
         raise UserError(f"bad config: {exc.strerror or exc}") from None
     finally:
         GlobalHydra.instance().clear()
+    if any(o.is_add() or o.is_force_add() for o in parsed):
+        _check_targets_first(cfg)  # a refused `_target_` is named as such, before its added keys
     for o in parsed:
         if o.is_add() or o.is_force_add():
             _check_added_key(cfg, o.key_or_group)
@@ -120,6 +122,16 @@ def _parse_overrides(overrides: tuple[str, ...]) -> list[Any]:
             raise UserError(f"{o.input_line} is several values (a sweep): run them as a grid study with "
                             f"`vaeok run -m {o.input_line} ...`, or search them with a `vaeok sweep` spec")
     return parsed
+
+
+def _check_targets_first(cfg: DictConfig) -> None:
+    """The `_target_` allowlist check of `validate_config`, run on the composed config (when its
+    interpolations resolve; otherwise `validate_config` runs it after resolving)."""
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        return
+    check_targets(container)
 
 
 def _check_added_key(cfg: DictConfig, key: str) -> None:

@@ -86,7 +86,8 @@ def check_data_against_config(cfg: DictConfig, data: Dataset) -> None:
     ev = cfg.evaluation
     n_dev = development_row_count(cfg, data.n_rows)
     held = data.n_rows - n_dev
-    rows = f"{data.name} has {n_dev} development rows ({data.n_rows} minus a holdout of {held})"
+    rows = (f"{data.name} has {n_dev} development rows ({data.n_rows} minus a holdout of {held})" if held
+            else f"{data.name} has {n_dev} rows (no holdout below evaluation.holdout_min_rows)")
     kfold = ev.protocol != "loocv" and n_dev >= ev.loocv_below
     if kfold and ev.n_splits > n_dev:
         raise UserError(f"evaluation.n_splits={ev.n_splits} is more folds than rows: {rows}; "

@@ -484,6 +484,7 @@ def promote(study: str, storage: str = DEFAULT_STORAGE, metric: str = "r2", mode
     rule = rule or (spec.get("selection") or {}).get("rule") or DEFAULT_RULE
     if rule not in RULES:
         raise UserError(f"--rule must be one of {', '.join(RULES)}, got '{rule}'")
+    trial_choice(st, trial)  # readable trials with a finite value (and `trial` among them), else one line
     ev, members = _choose(st, trial, rule)
     choices = [trial_choice(st, n) for n, _ in members]
     weights = [w for _, w in members]
