@@ -97,7 +97,7 @@ def test_cli_predict_bad_inputs_are_one_line(case: str, work: dict[str, Any]) ->
     uri = "models:/nope@champion" if case == "no_model" else URI
     proc = _cli("predict", "--model", uri, "--input", path.name, cwd=work["workdir"])
     needle = {"extra": "unexpected column(s) colour", "missing": "missing column(s) eps_h",
-              "non_numeric": "column 'omega' row 2 is not a finite number: 'high'",
+              "non_numeric": "column 'omega' row 2 is not numeric: 'high'",
               "no_model": "no registered model 'nope'"}[case]
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
