@@ -12,6 +12,7 @@ promote` acts on it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +118,9 @@ def make_rule(name: str, pool: list[Candidate], seed: int = 0) -> selection.Rule
 
 
 def decide(study: optuna.Study, rule: str = DEFAULT_RULE, n_boot: int = 500, seed: int = 0) -> Evidence | None:
-    """The study's selection under `rule`, its BBC-CV estimate and its comparison with the best
-    no-augmentation reference; None when no trial stored OOF predictions (e.g. the paper protocol)."""
+    """The study's selection under `rule`, its corrected estimate (and BBC-CV) and its comparison
+    with the best no-augmentation reference; None when no trial stored OOF predictions (e.g. the
+    paper protocol, or a study from before OOF predictions were stored)."""
     y, pool = candidates(study)
     if not pool or len(y) < 3:
         return None
@@ -132,10 +134,9 @@ def decide(study: optuna.Study, rule: str = DEFAULT_RULE, n_boot: int = 500, see
     bases = [i for i, c in enumerate(pool) if baseline.is_baseline(c.role)]
     base = pool[max(bases, key=lambda i: r2[i])] if bases else None
     ev = Evidence(rule, y, pool, weights, corrected, bbc, raw_best, base, None)
-    if base is not None:
-        cmp = selection.paired_bootstrap(y, ev.oof, base.oof, seed=seed)
-        ev = Evidence(rule, y, pool, weights, corrected, bbc, raw_best, base, cmp)
-    return ev
+    if base is None:
+        return ev
+    return dataclasses.replace(ev, vs_baseline=selection.paired_bootstrap(y, ev.oof, base.oof, seed=seed))
 
 
 def summary_metrics(ev: Evidence) -> dict[str, float]:
