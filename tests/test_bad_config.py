@@ -65,8 +65,9 @@ RUN_CASES = [
     ("sklearn_param", ["regressor.n_estimators=0"], ["'n_estimators' parameter of GradientBoostingRegressor"]),
     ("sklearn_nested_param", ["regressor=svr", "regressor.regressor._args_.1.C=-1"], ["'C' parameter of SVR"]),
     ("surrogate_too_big", ["data.max_rows=50"], ["86 rows exceed data.max_rows=50"]),
-    ("sklearn_unknown_param", ["experiment=smoke", "regressor=svr"],
-     ["regressor: cannot build sklearn.compose.TransformedTargetRegressor", "n_estimators"]),
+    # a GBR key on another regressor (an overlay written for GBR, then regressor=svr)
+    ("sklearn_unknown_param", ["regressor=svr", "+regressor.n_estimators=20"],
+     ["regressor.n_estimators", "TransformedTargetRegressor takes no 'n_estimators'"]),
     ("torch_threads_0", ["torch_threads=0"], ["torch_threads must be >= 1"]),
     ("loss_log_every_0", ["tracking.loss_log_every=0"], ["tracking.loss_log_every"]),
     ("compare_output_escapes", ["compare.output_dir=../../outside"], ["compare.output_dir=../../outside escapes"]),
