@@ -135,6 +135,8 @@ def test_mlflow_parent_and_console_show_the_honest_picture(tmp_path: Path, capsy
     assert cli.main(["sweep", "--spec", str(spec), "--no-progress", *FAST, "trainer.max_epochs=3"]) == 0
     out = capsys.readouterr().out
     assert "corrected R2" in out and "P(better)" in out and "vaeok promote --study e" in out
+    header = out.splitlines()[out.splitlines().index("top trials of study 'e':") + 1]
+    assert "val/r2" in header.split()  # the objective column (named by study.set_metric_names)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     parent = next(r for r in mlflow.search_runs(experiment_names=["vaeok"], output_format="list")
                   if r.data.tags.get("vaeok.role") == "study")

@@ -49,7 +49,9 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     dup = attr("duplicate_of")
     role = role.where(dup.isna(), "= trial " + dup.astype("Int64").astype(str))
     out = pd.DataFrame({"trial": raw["number"], "role": role, "state": raw["state"]})
-    values = [value] if value in raw else sorted(c for c in raw if c.startswith("values_"))
+    # Optuna names the columns value / values_<i>, or value_<name> / values_<name> once
+    # study.set_metric_names was called; in objective order either way
+    values = [c for c in raw if c == value or c.startswith(f"{value}_")]
     for metric, col in zip(spec.metrics, values):
         out[metric] = raw[col]
     for col in (c for c in raw if c.startswith("params_")):
