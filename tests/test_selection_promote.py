@@ -110,7 +110,7 @@ def test_a_study_ends_with_n_trials_distinct_configs_or_says_the_space_is_exhaus
     spec.write_text("name: d\nsampler: {type: random, seed: 0}\npruner: none\nn_trials: 3\n"
                     "space:\n  model.hidden: categorical [4, 8]\n")
     messages: list[str] = []
-    study = run_sweep(load_spec(spec), [*FAST, "trainer.max_epochs=2"], SweepOptions(progress=False),
+    study = run_sweep(load_spec(spec), [*FAST, "trainer.max_epochs=2"], SweepOptions(progress=False, max_repeats=6),
                       log=messages.append)
     distinct = [t for t in study.trials if "duplicate_of" not in t.user_attrs and t.state.name == "COMPLETE"]
     assert len({t.params["model.hidden"] for t in distinct}) == len(distinct) == 2

@@ -57,6 +57,7 @@ class SweepOptions:
     timeout: float | None = None
     retry_failed: int = 0
     max_failures: int | None = None
+    max_repeats: int | None = None  # draws in a row that repeat finished trials before giving up
     heartbeat: int = 10
     progress: bool = True
     seed_offset: int = 0
@@ -347,6 +348,9 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+MAX_REPEATS_IN_A_ROW = 50  # (at least; 5 x n_trials for larger budgets) before a session gives up
+
+
 def done(study: optuna.Study) -> int:
     """Trials that count toward the budget: COMPLETE or PRUNED, and not a reused duplicate of an
     earlier trial (a study ends with n_trials distinct configs)."""
@@ -474,6 +478,7 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
     n_trials = opts.n_trials or spec.n_trials
     timeout = opts.timeout if opts.timeout is not None else spec.timeout
     max_failures = opts.max_failures if opts.max_failures is not None else max(3, n_trials)
+    max_repeats = opts.max_repeats if opts.max_repeats is not None else max(MAX_REPEATS_IN_A_ROW, 5 * n_trials)
     lock = SlotLock(opts.storage or DEFAULT_STORAGE, study.study_name)
     inner = make_objective(spec, prep.base_overrides, prep.parent_id)
 
@@ -522,12 +527,13 @@ def work(prep: Prepared, opts: SweepOptions, log: Callable[[str], None] = print,
                 finally:
                     lock.release()
                 last = _last_own_trial(study)
-                if last is not None and "duplicate_of" in last.user_attrs:
-                    duplicates += 1
-                    if duplicates >= max(20, 3 * n_trials):
-                        log(f"stopping: {duplicates} draws in this session repeated finished trials; the search space "
-                            f"has no new points left ({done(study)} distinct configs)")
-                        break
+                # a sampler that prefers an arm with no knobs (e.g. generator=none) repeats it often; only
+                # a long run of nothing but repeats means the space is used up
+                duplicates = duplicates + 1 if last is not None and "duplicate_of" in last.user_attrs else 0
+                if duplicates >= max_repeats:
+                    log(f"stopping: the last {duplicates} draws repeated finished trials; the search space "
+                        f"has no new points left ({done(study)} distinct configs)")
+                    break
                 if last is not None and last.state == TrialState.FAIL:
                     failures += 1
                     log(f"trial {last.number} FAILED: {last.user_attrs.get('error', 'see MLflow run')}")
