@@ -1,1 +1,1 @@
-"""study"""
+"""Optuna studies: specs, samplers, the sweep loop, reference trials, selection evidence, reports, workers."""

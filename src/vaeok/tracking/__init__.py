@@ -1,1 +1,1 @@
-"""tracking"""
+"""MLflow: the store and its health, runs that always end, tags, plots, the ui/server commands."""
