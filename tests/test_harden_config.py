@@ -12,6 +12,9 @@ import pytest
 
 from .harden_utils import TINY_SPEC, assert_nothing_running, error_line, query, vaeok, write_spec
 
+# CLI subprocesses (5-10 s each): slow, run by `make test` and CI, not by the default fast `pytest`
+pytestmark = pytest.mark.slow
+
 
 # --- class 5: config errors with the key named ---------------------------------------------------
 @pytest.mark.parametrize("override,key", [

@@ -13,6 +13,9 @@ import pytest
 from .conftest import REPO
 from .harden_utils import TINY_SPEC, error_line, ok, query, registered_versions, run_statuses, vaeok
 
+# CLI subprocesses (5-10 s each): slow, run by `make test` and CI, not by the default fast `pytest`
+pytestmark = pytest.mark.slow
+
 NO_CONF = {"VAEOK_CONFIG_DIR": ""}  # like a user's project directory without conf/
 
 

@@ -24,6 +24,9 @@ from .harden_utils import (
     write_spec,
 )
 
+# CLI subprocesses (5-10 s each): slow, run by `make test` and CI, not by the default fast `pytest`
+pytestmark = pytest.mark.slow
+
 
 def _copy_args(tmp_path: Path) -> tuple[Path, Path]:
     src = tmp_path / "secret.txt"

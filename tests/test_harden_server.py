@@ -16,6 +16,9 @@ import pytest
 from .conftest import cli_env
 from .harden_utils import PG_ADMIN, error_line, pg_available, vaeok
 
+# CLI subprocesses (5-10 s each): slow, run by `make test` and CI, not by the default fast `pytest`
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as s:

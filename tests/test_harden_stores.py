@@ -27,6 +27,9 @@ from .harden_utils import (
     vaeok,
 )
 
+# CLI subprocesses (5-10 s each): slow, run by `make test` and CI, not by the default fast `pytest`
+pytestmark = pytest.mark.slow
+
 MLFLOW_DB = Path("mlruns") / "mlflow.db"
 OPTUNA_DB = Path("mlruns") / "optuna.db"
 

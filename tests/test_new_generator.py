@@ -17,6 +17,9 @@ from vaeok.data.datasets import rubber_surrogate
 
 from .conftest import CONF
 
+# a run, a sweep, a promote and a predict (~1 min): slow, run by `make test` and CI
+pytestmark = pytest.mark.slow
+
 GAUSS_YAML = """\
 _target_: tests.gauss_generator.GaussGenerator
 name: gauss
