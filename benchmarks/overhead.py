@@ -190,12 +190,21 @@ def new_rows_csv(path: Path, checkout: Path, n: int = 10, bad: bool = False) -> 
     return path
 
 
+def registered_model(cwd: Path) -> str:
+    """The one registered model of a promoted study's store (its name carries the data digest)."""
+    with sqlite3.connect(cwd / "mlruns" / "mlflow.db") as db:
+        names = [r[0] for r in db.execute("select name from registered_models")]
+    if len(names) != 1:
+        raise RuntimeError(f"expected one registered model in {cwd}, found {names}")
+    return names[0]
+
+
 def case_predict(env: Env) -> dict[str, Any]:
     cwd = ensure_study(env)
     if not (cwd / ".promoted").exists():
         env.cli(["promote", "--study", "tpe", "--allow-worse-than-baseline"], cwd)
         (cwd / ".promoted").touch()
-    model = "models:/vaeok-rubber_surrogate@champion"
+    model = f"models:/{registered_model(cwd)}@champion"
     good = new_rows_csv(cwd / "rows10.csv", env.checkout)
     bad = new_rows_csv(cwd / "rows10_bad.csv", env.checkout, bad=True)
     r = env.cli(["predict", "--model", model, "--input", str(good)], cwd)

@@ -120,3 +120,45 @@ def test_pyfunc_rejects_wrong_columns(work: dict[str, Any]) -> None:
     model = mlflow.pyfunc.load_model(URI)
     with pytest.raises(Exception, match="eps_nh"):
         model.predict(pd.read_csv("X.csv").drop(columns=["eps_nh"]))
+
+
+def test_cli_predict_imports_neither_torch_nor_lightning(work: dict[str, Any]) -> None:
+    """The champion is a VAE-OK pipeline; predicting with it needs only the regressor and kriging."""
+    script = ("import sys\nfrom vaeok.cli import main\n"
+              f"rc = main(['predict', '--model', '{URI}', '--input', 'X.csv'])\n"
+              "heavy = sorted(m for m in ('torch', 'lightning', 'optuna') if m in sys.modules)\n"
+              "print('RC', rc, 'HEAVY', ','.join(heavy) or '-', file=sys.stderr)\n")
+    env = {**cli_env(), "VAEOK_CONFIG_DIR": str(work["workdir"] / "conf"), "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=work["workdir"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert "RC 0 HEAVY -" in proc.stderr, proc.stderr
+
+
+def test_ensemble_with_vae_members_keeps_their_weights_out_of_the_pickle(work: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    """Members' VAE weights are packaged in vae.pt (so loading the pickle imports no torch) and
+    `sample_virtual` still decodes the first member's VAE."""
+    import pickle
+
+    from vaeok.config.compose import load_config
+    from vaeok.generators.vae import VAEGenerator
+    from vaeok.registry.packaged import fit_pipeline, log_pipeline
+    from vaeok.registry.serving import EnsemblePipeline, FittedPipeline
+
+    from .promote_utils import FAST
+
+    data = rubber_surrogate()
+    members = [fit_pipeline(load_config([*FAST, f"model.hidden={h}"]), data) for h in (8, 16)]
+    assert all(m.vae_state is not None for m in members)
+    ensemble = EnsemblePipeline(members, [0.5, 0.5], members[0].config_yaml)
+    with mlflow.start_run():
+        info = log_pipeline(ensemble, data.frame().drop(columns=[data.target_name]).head(5))
+    assert all(m.vae_state is not None for m in members), "packaging must not strip the caller's object"
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path)))
+    with open(next(local.rglob("pipeline.pkl")), "rb") as fh:
+        unpickled = pickle.load(fh)
+    assert all(isinstance(m, FittedPipeline) and m.vae_state is None for m in unpickled.members)
+    assert next(local.rglob("vae.pt")).is_file()
+    model = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model()
+    got = model.sample_virtual(20, seed=3)
+    assert np.array_equal(got, VAEGenerator.sample_state(members[0].vae_state, 20, seed=3))

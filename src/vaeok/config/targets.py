@@ -2,12 +2,14 @@
 
 Configs are code: Hydra's `instantiate` calls whatever importable callable a `_target_` names, and
 study overrides are stored in the Optuna database and replayed by `promote` and `--from-run`. So
-every composed config is checked before anything is built: each `_target_` (at any depth) must
-match an allowlist entry, and the object it names must be of the kind that entry permits (an
-estimator class, not a library's helper function; defined in that library, not re-exported from
-`os`). `VAEOK_ALLOWED_TARGETS` (comma-separated patterns such as `mypkg.models.*`) extends the
-list; it is read from the environment of the process, so neither a config nor a stored study can
-extend it.
+every composed config is checked before anything runs: each `_target_` (at any depth) must match
+an allowlist entry by name. Every node is checked again right before it is built (`build`, the
+project's only way to call `instantiate`): the object the name resolves to must be of the kind
+that entry permits (an estimator class, not a library's helper function; defined in that
+library, not re-exported from `os`). Locating an object imports its module, so that second check
+waits until the module is needed anyway (torch and Lightning cost seconds to import).
+`VAEOK_ALLOWED_TARGETS` (comma-separated patterns such as `mypkg.models.*`) extends the list; it
+is read from the environment of the process, so neither a config nor a stored study can extend it.
 
 User overrides (command line, study specs, stored studies, --from-run) may reference other keys
 (`${seed}`) but not call resolvers (`${oc.env:HOME}` would copy environment variables, secrets
@@ -17,6 +19,7 @@ included, into logged params); conf/ files, which the user owns, may.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable
@@ -72,8 +75,11 @@ def extra_patterns() -> list[str]:
     return [p.strip() for p in os.environ.get(ENV_VAR, "").split(",") if p.strip()]
 
 
-def check_target(target: Any, key: str) -> None:
-    """UserError naming `key` unless `target` names an allowlisted callable."""
+def check_target(target: Any, key: str, locate: bool = True) -> None:
+    """UserError naming `key` unless `target` names an allowlisted callable.
+
+    The name is always checked against the allowlist patterns; with `locate`, the object is also
+    imported and must be defined in the entry's package and be of its kind (which imports its module)."""
     if not isinstance(target, str) or not target:
         raise UserError(f"{key} must be a dotted name of a class, got {target!r}")
     if any(fnmatch.fnmatchcase(target, p) for p in extra_patterns()):
@@ -81,34 +87,59 @@ def check_target(target: Any, key: str) -> None:
     refusal = (f"{key}={target} is not allowed: a config may only build the project's generators and labelers, "
                "scikit-learn estimators, torch activations, Lightning trainers/callbacks and Optuna "
                f"samplers/pruners; to allow your own, set {ENV_VAR}='mypkg.*'")
-    entries = [(pkg, kind) for pattern, pkg, kind in DEFAULT_ALLOWLIST if fnmatch.fnmatchcase(target, pattern)]
+    entries = tuple((pkg, kind) for pattern, pkg, kind in DEFAULT_ALLOWLIST if fnmatch.fnmatchcase(target, pattern))
     if not entries or any(part.startswith("_") for part in target.split(".")):
         raise UserError(refusal)
+    if not locate:
+        return
+    verdict = _located_verdict(target, entries)
+    if verdict == "missing":
+        raise UserError(f"{key}={target}: no such class or function")
+    if verdict == "refused":
+        raise UserError(refusal)
+
+
+@functools.lru_cache(maxsize=256)
+def _located_verdict(target: str, entries: tuple[tuple[str, Callable[[Any], bool]], ...]) -> str:
+    """'ok', 'missing' or 'refused' for an allowlisted name, judged on the object it resolves to."""
     from hydra._internal.utils import _locate  # what instantiate itself resolves `_target_` with
 
     try:
         obj = _locate(target)
     except (ImportError, ValueError, AttributeError):
-        raise UserError(f"{key}={target}: no such class or function") from None
+        return "missing"
     module = getattr(obj, "__module__", "") or ""
     for pkg, kind in entries:
         if (module == pkg or module.startswith(pkg + ".")) and kind(obj):
-            return
-    raise UserError(refusal)
+            return "ok"
+    return "refused"
 
 
-def check_targets(node: Any, prefix: str = "") -> None:
-    """Check every `_target_` in a resolved config container (dicts and lists, any depth)."""
+def check_targets(node: Any, prefix: str = "", locate: bool = False) -> None:
+    """Check every `_target_` in a resolved config container (dicts and lists, any depth).
+
+    Composition checks names only (cheap: nothing is imported, so `predict` or a config error does
+    not pay for torch and Lightning); `build` checks the located objects right before building."""
     if isinstance(node, dict):
         for k, v in node.items():
             key = f"{prefix}{k}"
             if k == "_target_":
-                check_target(v, key)
+                check_target(v, key, locate)
             else:
-                check_targets(v, key + ".")
+                check_targets(v, key + ".", locate)
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            check_targets(v, f"{prefix[:-1]}[{i}].")
+            check_targets(v, f"{prefix[:-1]}[{i}].", locate)
+
+
+def build(node: Any, key: str = "", **kwargs: Any) -> Any:
+    """Hydra's `instantiate` of a config node, after every `_target_` in it passed the full check."""
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
+    check_targets(container, f"{key}." if key else "", locate=True)
+    return instantiate(node, **kwargs)
 
 
 def resolvers_in(text: str) -> list[str]:

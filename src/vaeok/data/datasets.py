@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import qmc
 
 from vaeok.core.errors import UserError
 from vaeok.data.csv_text import Table, delimiter_name, read_table
@@ -84,6 +83,8 @@ def rubber_surrogate(n_rows: int = 86, noise: float = 60.0, seed: int = 2024) ->
     """
     if n_rows < MIN_ROWS:
         raise UserError(f"data.n_rows={n_rows}: need at least {MIN_ROWS} rows")
+    from scipy.stats import qmc  # scipy.stats costs ~1 s of imports; only the embedded data set needs it
+
     u = qmc.LatinHypercube(d=3, seed=seed).random(n_rows)
     X = _SURROGATE_LOW + u * (_SURROGATE_HIGH - _SURROGATE_LOW)
     X[:, 0] = X[:, 0].round(3)

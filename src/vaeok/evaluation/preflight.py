@@ -38,15 +38,14 @@ def check_trainer(cfg: DictConfig) -> None:
         return
     import logging
 
-    from hydra.utils import instantiate
-
     from vaeok.config.schema import TrainerConfig
+    from vaeok.config.targets import build
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
-        instantiate(args, _convert_="all")
+        build(args, "trainer", _convert_="all")
         return
     except Exception as exc:
         error = first_line(exc.__cause__ or exc)
@@ -55,7 +54,7 @@ def check_trainer(cfg: DictConfig) -> None:
         if key == "_target_" or (key in defaults and defaults[key] == value):
             continue
         try:
-            instantiate({**defaults, "_target_": args["_target_"], key: value}, _convert_="all")
+            build({**defaults, "_target_": args["_target_"], key: value}, "trainer", _convert_="all")
         except Exception:
             raise UserError(f"trainer.{key}={value!r}: {error}") from None
     raise UserError(f"trainer: Lightning refuses these arguments: {error}")
@@ -63,9 +62,9 @@ def check_trainer(cfg: DictConfig) -> None:
 
 def generator_of(cfg: DictConfig) -> Any:
     """The configured generator, unfitted (its capabilities say what the config needs)."""
-    from hydra.utils import instantiate
+    from vaeok.config.targets import build
 
-    return instantiate(cfg.generator, _recursive_=False)
+    return build(cfg.generator, "generator", _recursive_=False)
 
 
 def uses_kriging(cfg: DictConfig) -> bool:
@@ -124,10 +123,11 @@ def check_regressor(cfg: DictConfig, data: Dataset | None = None) -> None:
     if node is None:
         return
     from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+
+    from vaeok.config.targets import build
 
     try:
-        est = instantiate(node, _convert_="all")
+        est = build(node, "regressor", _convert_="all")
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
         raise UserError(f"regressor: cannot build {node.get('_target_')}: {first_line(cause)}") from None

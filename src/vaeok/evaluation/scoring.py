@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.base import RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
+from vaeok.config.targets import build
 from vaeok.core.errors import UserError, one_line
 from vaeok.data.datasets import Dataset
 from vaeok.data.splits import Fold, inner_folds, outer_split
@@ -44,7 +44,7 @@ def development_rows(cfg: DictConfig, data: Dataset) -> tuple[Dataset, Dataset]:
 
 def make_labeler(cfg: DictConfig) -> OrdinaryKrigingLabeler:
     """The configured kriging labeler (unfitted)."""
-    return instantiate(cfg.labeler, _convert_="all")
+    return build(cfg.labeler, "labeler", _convert_="all")
 
 
 _LABELER_CACHE: OrderedDict[str, OrdinaryKrigingLabeler] = OrderedDict()
@@ -79,7 +79,7 @@ def clear_caches() -> None:
 
 def make_regressor(cfg: DictConfig) -> RegressorMixin:
     """A fresh, unfitted regressor from the regressor group's `_target_`."""
-    return instantiate(cfg.regressor, _convert_="all")
+    return build(cfg.regressor, "regressor", _convert_="all")
 
 
 def krige_labels(cfg: DictConfig, virtual: VirtualSet, train: TrainSet) -> VirtualSet:
@@ -230,7 +230,7 @@ def score_paper(cfg: DictConfig, dev: Dataset, virtual_sets: Sequence[VirtualSet
 def generate_and_score(cfg: DictConfig, train_sets: Sequence[TrainSet],
                        score: Callable[[list[VirtualSet]], EvalResult], report: Reporter | None) -> EvalResult:
     """Run the configured generator on the training sets and score its virtual samples."""
-    generator = instantiate(cfg.generator, _recursive_=False)
+    generator = build(cfg.generator, "generator", _recursive_=False)
     if generator.trains_with_callbacks:  # scored by a Lightning callback, during and after training
         from vaeok.evaluation.callback import EvaluationCallback
 

@@ -19,11 +19,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from vaeok.config.schema import ACTIVATIONS
+from vaeok.config.targets import build
 from vaeok.core.errors import NumericalError, UserError
 from vaeok.generators.base import TrainSet, VirtualSet
 
@@ -299,7 +299,7 @@ class VAEGenerator:
         arrays = [np.column_stack([t.X, t.y]) if self.joint else t.X for t in train_sets]
         L.seed_everything(seed, workers=False, verbose=False)
         self.module = build_module(arrays, self.model, self.batch_size, seed)
-        trainer = instantiate(self.trainer_cfg, callbacks=list(callbacks), _convert_="all")
+        trainer = build(self.trainer_cfg, "trainer", callbacks=list(callbacks), _convert_="all")
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(self.module)

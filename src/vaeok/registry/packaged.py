@@ -24,11 +24,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import vaeok
 from vaeok.config.compose import to_yaml
+from vaeok.config.targets import build
 from vaeok.data.datasets import Dataset
 from vaeok.evaluation.scoring import augmented, fit_regressor, fitted_labeler, label_virtual
 from vaeok.generators.base import TrainSet
@@ -51,7 +51,7 @@ def fit_pipeline(cfg: DictConfig, rows: Dataset) -> FittedPipeline:
     The same steps as one fold of `vaeok.evaluation.scoring.score_folds`, with all rows as training rows.
     """
     train = TrainSet(rows.X, rows.y)
-    generator = instantiate(cfg.generator, _recursive_=False)
+    generator = build(cfg.generator, "generator", _recursive_=False)
     if generator.trains_with_callbacks:
         virtual = generator.virtual_sets(generator.fit([train], cfg.seed))[0]
     else:
@@ -83,16 +83,20 @@ def log_pipeline(pipeline: FittedPipeline | EnsemblePipeline, example: pd.DataFr
 
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = {"pipeline": str(Path(tmp) / "pipeline.pkl")}
-        state = pipeline.vae_state
-        pipeline.vae_state = None
+        ensemble = isinstance(pipeline, EnsemblePipeline)
+        holders = [*pipeline.members, pipeline] if ensemble else [pipeline]
+        states = [m.vae_state for m in holders]
+        for m in holders:  # the weights go to vae.pt: unpickling torch tensors would import torch in predict
+            m.vae_state = None
         try:
             with open(artifacts["pipeline"], "wb") as fh:
                 pickle.dump(pipeline, fh)
         finally:
-            pipeline.vae_state = state
-        if state is not None:
+            for m, state in zip(holders, states, strict=True):
+                m.vae_state = state
+        if any(s is not None for s in states):
             artifacts["vae"] = str(Path(tmp) / "vae.pt")
-            torch.save(state, artifacts["vae"])
+            torch.save({"members": states[:-1]} if ensemble else states[0], artifacts["vae"])
         example = example[list(pipeline.feature_names)].astype(float)
         signature = infer_signature(example, pipeline.predict_frame(example))
         return mlflow.pyfunc.log_model(

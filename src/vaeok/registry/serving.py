@@ -77,7 +77,7 @@ class EnsemblePipeline:
 
     Uncertainty: when every member reports a predictive std, ``<target>_std`` is the std of the
     weighted mixture of the members' predictive distributions (their stds and their spread).
-    Members keep their generator state inside the pickle (loading a VAE member imports torch)."""
+    The members' generator states are packaged in ``vae.pt`` (read only by `sample_virtual`)."""
 
     members: list[FittedPipeline]
     weights: list[float]
@@ -175,7 +175,13 @@ class PackagedPipeline(mlflow.pyfunc.PythonModel):
         if self.pipeline.vae_state is None and getattr(self, "_vae_path", None):
             import torch
 
-            self.pipeline.vae_state = torch.load(self._vae_path, weights_only=False)
+            state = torch.load(self._vae_path, weights_only=False)
+            self._vae_path = None
+            if isinstance(state, dict) and "members" in state:  # an ensemble: one state (or None) per member
+                for member, member_state in zip(self.pipeline.members, state["members"], strict=True):
+                    member.vae_state = member_state
+            else:
+                self.pipeline.vae_state = state
         members = [m.vae_state for m in getattr(self.pipeline, "members", []) if m.vae_state]
         return self.pipeline.vae_state or (members[0] if members else None)
 

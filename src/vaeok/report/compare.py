@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from threadpoolctl import threadpool_limits
 
 from vaeok.config.compose import load_config, to_yaml
+from vaeok.config.targets import build
 from vaeok.core.errors import UserError, message
 from vaeok.core.runtime import configure_runtime
 from vaeok.data.datasets import Dataset
@@ -151,7 +151,7 @@ def generate_labelled(cfg: DictConfig, dev: Dataset, folds: Sequence[Fold], n: i
     train_sets = [TrainSet(dev.X[f.train], dev.y[f.train]) for f in folds] + [TrainSet(dev.X, dev.y)]
     t0 = time.perf_counter()
     try:
-        generator = instantiate(cfg.generator, _recursive_=False)
+        generator = build(cfg.generator, "generator", _recursive_=False)
     except Exception as exc:  # e.g. a key override the generator does not accept
         raise UserError(f"generator {cfg.generator.get('name')}: {message(exc)}") from None
     is_none = isinstance(generator, NoGenerator)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vaeok.config.targets import build
 from vaeok.data.datasets import Dataset
 from vaeok.evaluation.metrics import ks_statistic
 from vaeok.evaluation.scoring import apply_variance_policy, make_labeler
@@ -22,7 +22,7 @@ def ks_repeats(cfg: DictConfig, rows: Dataset, repeats: int) -> pd.DataFrame:
     GMM/SMOTE repeat i uses the seed sequence [seed, i]. Unlabelled virtual rows are labelled by
     kriging fitted on `rows` (one fit serves all repeats: it is deterministic given the rows).
     """
-    generator = instantiate(cfg.generator, _recursive_=False)
+    generator = build(cfg.generator, "generator", _recursive_=False)
     if isinstance(generator, NoGenerator) or generator.n_virtual == 0:
         return pd.DataFrame(columns=["repeat", "ks", "p_value", "n_virtual"])
     train = TrainSet(rows.X, rows.y)

@@ -53,15 +53,16 @@ def pruner_node(spec: StudySpec) -> dict[str, Any]:
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler (seed = spec seed + offset: distinct per worker and per session)."""
     import optuna
-    from hydra.utils import instantiate
+
+    from vaeok.config.targets import build
 
     with warnings.catch_warnings():  # TPE's `group` (conditional spaces) is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return instantiate(sampler_node(spec, seed_offset), _convert_="all")
+        return build(sampler_node(spec, seed_offset), "sampler", _convert_="all")
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """The spec's pruner."""
-    from hydra.utils import instantiate
+    from vaeok.config.targets import build
 
-    return instantiate(pruner_node(spec), _convert_="all")
+    return build(pruner_node(spec), "pruner", _convert_="all")
