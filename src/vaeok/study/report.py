@@ -100,10 +100,20 @@ def format_top(study: optuna.Study, spec: StudySpec, k: int = 10) -> str:
 
 
 def study_evidence(study: optuna.Study, spec: StudySpec) -> evidence.Evidence | None:
-    """The study's selection under its spec's rule (single-objective studies only)."""
+    """The study's selection under its spec's rule (single-objective studies only).
+
+    Memoised on the study's finished trials: the end of a sweep logs it and prints it."""
     if spec.multi_objective:
         return None
-    return evidence.decide(study, spec.selection.get("rule", evidence.DEFAULT_RULE))
+    rule = spec.selection.get("rule", evidence.DEFAULT_RULE)
+    key = (id(study), study.study_name, rule,
+           tuple((t.number, t.state, tuple(t.values or ())) for t in study.get_trials(deepcopy=False)))
+    if _EVIDENCE.get("key") != key:
+        _EVIDENCE.update(key=key, value=evidence.decide(study, rule))
+    return _EVIDENCE["value"]
+
+
+_EVIDENCE: dict[str, Any] = {}
 
 
 def best_config_yaml(study: optuna.Study, spec: StudySpec) -> str | None:

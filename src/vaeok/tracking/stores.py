@@ -8,7 +8,8 @@ store runs under a per-store lock (a file lock next to an SQLite file, an adviso
 PostgreSQL), so commands started together never race through MLflow's migrations or Optuna's
 table creation. A store whose creation was cut short (e.g. the disk filled during MLflow's
 migrations) is recreated if it holds nothing (no runs, models, experiments or studies); a store
-that holds data is never modified, the error says how to upgrade or restore it.
+that holds data is never modified, the error says how to upgrade or restore it. A new MLflow
+SQLite store starts as a copy of a cached, migrated empty schema (`store_template`).
 """
 
 from __future__ import annotations
@@ -341,6 +342,11 @@ def open_mlflow_store(uri: str, what: str = "tracking.uri") -> None:
     def opener() -> None:
         from mlflow.tracking import MlflowClient
 
+        path = sqlite_file(uri)
+        if path is not None:
+            from vaeok.tracking.store_template import seed_mlflow_store
+
+            seed_mlflow_store(path)  # a new store: copy the migrated schema instead of migrating again
         MlflowClient(uri).search_experiments(max_results=1)
 
     _open_with_repair(uri, what, "mlflow", opener)
