@@ -1,7 +1,5 @@
 """`python -m vaeok` == `vaeok`."""
 
-import sys
+from vaeok.cli import entry
 
-from vaeok.cli import main
-
-sys.exit(main())
+entry()
