@@ -59,6 +59,7 @@ def _sweep(tmp_path: Path, name: str, n: int, base: list[str]):
     return run_sweep(load_spec(_spec(tmp_path, name, n)), base, SweepOptions(progress=False), log=lambda s: None)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_study_starts_with_baseline_and_paper_default_and_vae_ok_beats_baseline(tmp_path: Path) -> None:
     """On the embedded smooth surrogate, the paper's VAE-OK (trial 1) beats no augmentation (trial 0),
     and the parent run, the trials table and the console table all say so."""
@@ -81,6 +82,7 @@ def test_study_starts_with_baseline_and_paper_default_and_vae_ok_beats_baseline(
     assert "better than the best no-augmentation reference" in table and "corrected R2" in table
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_noise_data_best_trial_and_promoted_model_no_worse_than_baseline(tmp_path: Path, conf: Path) -> None:
     """Where kriging cannot help, the study still reports the baseline and promote never makes a
     model worse than no augmentation the champion."""

@@ -19,6 +19,7 @@ def vaeok(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_run_logs_a_finished_run_with_params_metrics_artifacts(tmp_path: Path) -> None:
     res = vaeok("run", *TINY, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

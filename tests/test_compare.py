@@ -222,6 +222,7 @@ def _csv(tmp_path, n_features: int) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 @pytest.mark.parametrize("n_features", [2, 6])
 def test_compare_on_user_csv(tmp_path, n_features: int) -> None:
     out = tmp_path / "out"

@@ -102,6 +102,7 @@ def test_regressor_fit_failure_fails_the_run(tmp_path: Path, capsys: pytest.Capt
     assert all(r.data.tags["vaeok.error"].startswith("RegressorFitError: regressor") for r in runs)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_failing_trials_are_fail_and_the_sweep_completes_its_budget(tmp_path: Path) -> None:
     spec = tmp_path / "faults.yaml"
     spec.write_text("name: faults\nsampler: {type: random, seed: 6}\npruner: none\nn_trials: 2\nspace:\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import optuna
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -108,6 +109,7 @@ def test_comma_list_without_multirun_points_to_m_and_sweep(tmp_path: Path) -> No
     assert _no_store(tmp_path)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_multirun_runs_the_grid_as_an_optuna_grid_study(tmp_path: Path) -> None:
     res = vaeok("run", "-m", *TINY, "model.hidden=8,12", "generator=vae_ok,gmm_vsg", "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -134,6 +136,7 @@ def test_kriging_is_quiet_where_pykrige_takes_sqrt_of_negative_variances() -> No
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_run_console_has_no_third_party_warnings(tmp_path: Path) -> None:
     res = vaeok("run", *TINY, "labeler.variogram=linear", cwd=tmp_path, warnings_on=True)
     assert res.returncode == 0, res.stderr

@@ -122,6 +122,7 @@ def test_pyfunc_rejects_wrong_columns(work: dict[str, Any]) -> None:
         model.predict(pd.read_csv("X.csv").drop(columns=["eps_nh"]))
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_cli_predict_imports_neither_torch_nor_lightning(work: dict[str, Any]) -> None:
     """The champion is a VAE-OK pipeline; predicting with it needs only the regressor and kriging."""
     script = ("import sys\nfrom vaeok.cli import main\n"

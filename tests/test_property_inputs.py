@@ -90,6 +90,7 @@ def _render(v: object) -> str:
 
 
 @SETTINGS
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 @given(st.lists(st.tuples(st.sampled_from(NUMERIC_KEYS), _VALUE), min_size=1, max_size=3))
 @example([("generator.n_virtual", "abc")])  # found by hypothesis: the generator group is untyped
 @example([("generator.n_virtual", 1.5)])

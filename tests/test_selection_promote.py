@@ -78,6 +78,7 @@ def test_promote_without_a_holdout_refits_the_selection_on_all_rows(tmp_path: Pa
     assert res.model_name == default_model_name(load_config(FAST), rubber_surrogate())
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_with_a_holdout_the_champion_is_still_refit_on_all_rows_unless_asked(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAEOK_CONFIG_DIR", str(copy_conf(tmp_path)))
@@ -105,6 +106,7 @@ def test_new_regressors_promote_and_predict_with_their_std(regressor: str, std_c
     assert np.corrcoef(pred["stress_600_pred"], truth)[0, 1] > 0.9
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_a_study_ends_with_n_trials_distinct_configs_or_says_the_space_is_exhausted(tmp_path: Path) -> None:
     spec = tmp_path / "d.yaml"
     spec.write_text("name: d\nsampler: {type: random, seed: 0}\npruner: none\nn_trials: 3\n"

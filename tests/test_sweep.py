@@ -32,6 +32,7 @@ def _runs(tmp_path: Path):
     return MlflowClient().search_runs([exp.experiment_id], max_results=1000)
 
 
+@pytest.mark.slow  # end-to-end, >10 s: run by `make test` and CI
 def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     study = run_sweep(load_spec(_spec(tmp_path)), TINY, SweepOptions(progress=False), log=lambda s: None)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
@@ -65,6 +66,7 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert len(again.trials) == 3
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_pruned_trials_are_pruned_in_optuna_and_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(tmp_path, "overrides: [evaluation.eval_every_n_epochs=2]\n").read_text()
     spec = spec.replace("pruner: none", "pruner: {type: median, n_startup_trials: 0}")
@@ -104,6 +106,7 @@ def test_failed_trial_does_not_kill_the_sweep_and_is_retried(tmp_path: Path, mon
     assert any("FAILED" in m and "non-finite" in m for m in messages)
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_multi_objective_sweep(tmp_path: Path) -> None:
     p = tmp_path / "mo.yaml"
     p.write_text("name: mo\ndirections: [maximize, minimize]\nmetrics: [val/r2, val/ks]\n"

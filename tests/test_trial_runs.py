@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from vaeok.study.spec import load_spec
 from vaeok.study.sweep import SweepOptions, run_sweep
 
-from .conftest import TINY
+from .conftest import CONF, TINY
 
 # generator=none has no other searched key: every later `none` trial repeats trial 0's parameters
 SPACE = ("space:\n  generator: categorical [none, vae_ok]\n"
@@ -42,12 +42,31 @@ def _state(t: optuna.trial.FrozenTrial) -> str:
     return "DUPLICATE" if "duplicate_of" in t.user_attrs else t.state.name
 
 
-@pytest.fixture
-def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study:
-    """A tiny study with COMPLETE, PRUNED, FAIL (in training and before it) and reused-duplicate trials.
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, Path]:
+    """A tiny study with COMPLETE, PRUNED, FAIL (in training and before it) and reused-duplicate trials,
+    and its work directory; built once for the module (the tests only read it).
 
     Outcomes are forced, not left to chance: the first trained trial after trial 1 is pruned, the
     2nd trained config raises in training, the 4th composed config fails to compose (no training)."""
+    workdir = tmp_path_factory.mktemp("mixed")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(workdir)
+        monkeypatch.setenv("VAEOK_CONFIG_DIR", str(CONF))
+        return _mixed_study(workdir, monkeypatch), workdir
+
+
+@pytest.fixture
+def mixed_study(mixed: tuple[optuna.Study, Path]) -> optuna.Study:
+    return mixed[0]
+
+
+@pytest.fixture
+def mixed_dir(mixed: tuple[optuna.Study, Path]) -> Path:
+    return mixed[1]
+
+
+def _mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study:
     import vaeok.experiment as run_mod
     import vaeok.study.sweep as sweep_mod
     from vaeok.core.errors import UserError
@@ -84,12 +103,12 @@ def mixed_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> optuna.Study
     return run_sweep(load_spec(spec), TINY, SweepOptions(progress=False), log=lambda s: None)
 
 
-def test_every_trial_state_has_exactly_one_mlflow_run(mixed_study: optuna.Study, tmp_path: Path) -> None:
+def test_every_trial_state_has_exactly_one_mlflow_run(mixed_study: optuna.Study, mixed_dir: Path) -> None:
     trials = mixed_study.get_trials(deepcopy=False)
     per_state = collections.Counter(_state(t) for t in trials)
     assert per_state["COMPLETE"] >= 1 and per_state["PRUNED"] >= 1 and per_state["FAIL"] == 2, per_state
     assert per_state["DUPLICATE"] >= 1, per_state
-    runs = _trial_runs(tmp_path)
+    runs = _trial_runs(mixed_dir)
     assert set(runs) == {t.number for t in trials}  # exactly one run per trial, whatever its state
     run_state = collections.Counter(
         "DUPLICATE" if "vaeok.duplicate_of" in r.data.tags else r.data.tags.get("vaeok.state") for r in runs.values())
@@ -98,14 +117,14 @@ def test_every_trial_state_has_exactly_one_mlflow_run(mixed_study: optuna.Study,
     assert run_state == expected
     for t in trials:
         assert t.user_attrs["mlflow_run_id"] == runs[t.number].info.run_id
-    client, exp_id = _client(tmp_path)
+    client, exp_id = _client(mixed_dir)
     parent = client.search_runs([exp_id], "tags.`vaeok.role` = 'study'")[0]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.values())
 
 
-def test_pruned_and_duplicate_runs_are_recognisable_and_complete(mixed_study: optuna.Study, tmp_path: Path) -> None:
-    runs = _trial_runs(tmp_path)
-    client, _ = _client(tmp_path)
+def test_pruned_and_duplicate_runs_are_recognisable_and_complete(mixed_study: optuna.Study, mixed_dir: Path) -> None:
+    runs = _trial_runs(mixed_dir)
+    client, _ = _client(mixed_dir)
     pruned = [t for t in mixed_study.trials if t.state == TrialState.PRUNED]
     assert pruned
     for t in pruned:
@@ -132,8 +151,8 @@ def test_pruned_and_duplicate_runs_are_recognisable_and_complete(mixed_study: op
         assert runs[t.number].info.status == "FAILED"
 
 
-def test_trial_params_are_lean_and_searched_knobs_marked(mixed_study: optuna.Study, tmp_path: Path) -> None:
-    runs = _trial_runs(tmp_path)
+def test_trial_params_are_lean_and_searched_knobs_marked(mixed_study: optuna.Study, mixed_dir: Path) -> None:
+    runs = _trial_runs(mixed_dir)
     done = next(t for t in mixed_study.trials if t.state == TrialState.COMPLETE
                 and t.params.get("generator") == "vae_ok" and "duplicate_of" not in t.user_attrs)
     run = runs[done.number]
@@ -147,12 +166,12 @@ def test_trial_params_are_lean_and_searched_knobs_marked(mixed_study: optuna.Stu
         assert key in params, key
     assert len(params) <= 45
     assert run.data.tags["vaeok.searched"] == "generator,model.hidden"
-    client, _ = _client(tmp_path)
+    client, _ = _client(mixed_dir)
     assert client.download_artifacts(run.info.run_id, "config.yaml")  # the full config is still there
 
 
-def test_study_parent_describes_itself_and_experiment_kind(mixed_study: optuna.Study, tmp_path: Path) -> None:
-    client, exp_id = _client(tmp_path)
+def test_study_parent_describes_itself_and_experiment_kind(mixed_study: optuna.Study, mixed_dir: Path) -> None:
+    client, exp_id = _client(mixed_dir)
     assert client.get_experiment(exp_id).tags.get("mlflow.experimentKind") == "custom_model_development"
     parent = client.search_runs([exp_id], "tags.`vaeok.role` = 'study'")[0]
     note = parent.data.tags["mlflow.note.content"]
@@ -163,8 +182,8 @@ def test_study_parent_describes_itself_and_experiment_kind(mixed_study: optuna.S
     assert mixed_study.metric_names == ["val/r2"]
 
 
-def test_runs_log_their_datasets(mixed_study: optuna.Study, tmp_path: Path) -> None:
-    runs = _trial_runs(tmp_path)
+def test_runs_log_their_datasets(mixed_study: optuna.Study, mixed_dir: Path) -> None:
+    runs = _trial_runs(mixed_dir)
     for t in mixed_study.trials:
         if t.state == TrialState.FAIL:
             continue

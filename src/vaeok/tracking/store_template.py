@@ -45,9 +45,6 @@ def _build(template: Path, head: str) -> None:
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
 
-    from vaeok.tracking.stores import quiet_store_logging
-
-    quiet_store_logging()
     template.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(template.parent / f".{template.name}.{os.getpid()}.tmp")
     try:
