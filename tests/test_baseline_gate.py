@@ -105,6 +105,7 @@ def test_noise_data_best_trial_and_promoted_model_no_worse_than_baseline(tmp_pat
             client.get_model_version_by_alias(result.model_name, CHAMPION)
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_gate_refuses_a_candidate_worse_than_baseline_and_the_flag_overrides(
         tmp_path: Path, conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 5 epochs and 50 virtual rows: measured worse than GBR alone on the holdout (R2 0.926 vs 0.945)

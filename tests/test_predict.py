@@ -76,6 +76,7 @@ def test_fresh_process_predicts_the_same(work: dict[str, Any]) -> None:
     assert np.array_equal(np.load(work["workdir"] / "fresh.npy"), here.to_numpy())
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_cli_predict_writes_predictions_and_uncertainty(work: dict[str, Any]) -> None:
     proc = _cli("predict", "--model", URI, "--input", "X.csv", "--output", "out/Y.csv", cwd=work["workdir"])
     assert proc.returncode == 0, proc.stderr

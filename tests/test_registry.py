@@ -177,6 +177,7 @@ def test_override_value() -> None:
     assert override_value("a b") == "'a b'"
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 @pytest.mark.parametrize("case", ["unknown", "empty"])
 def test_cli_promote_bad_study_is_one_line(case: str, tmp_path: Path) -> None:
     (tmp_path / "mlruns").mkdir(exist_ok=True)

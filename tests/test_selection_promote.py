@@ -130,6 +130,7 @@ def test_default_model_names_differ_by_data_set_and_columns() -> None:
     assert len(names) == 3 and all(n.startswith("vaeok-plant_") for n in names)
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_mlflow_parent_and_console_show_the_honest_picture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "e.yaml"
     spec.write_text("name: e\nsampler: {type: random, seed: 0}\npruner: none\nn_trials: 3\n"

@@ -118,6 +118,7 @@ def test_multi_objective_sweep(tmp_path: Path) -> None:
     assert "figures/pareto_front.png" in figs
 
 
+@pytest.mark.slow  # end-to-end, >5 s: run by `make test` and CI
 def test_spec_change_refuses_to_resume(tmp_path: Path) -> None:
     from vaeok.core.errors import UserError
 
