@@ -47,6 +47,8 @@ def check_trainer(cfg: DictConfig) -> None:
     try:
         build(args, "trainer", _convert_="all")
         return
+    except UserError:  # a refused `_target_`: the allowlist's own message
+        raise
     except Exception as exc:
         error = first_line(exc.__cause__ or exc)
     defaults = OmegaConf.to_container(OmegaConf.structured(TrainerConfig))

@@ -96,7 +96,7 @@ def log_pipeline(pipeline: FittedPipeline | EnsemblePipeline, example: pd.DataFr
                 m.vae_state = state
         if any(s is not None for s in states):
             artifacts["vae"] = str(Path(tmp) / "vae.pt")
-            torch.save({"members": states[:-1]} if ensemble else states[0], artifacts["vae"])
+            torch.save({"members": states[:-1], "ensemble": states[-1]} if ensemble else states[0], artifacts["vae"])
         example = example[list(pipeline.feature_names)].astype(float)
         signature = infer_signature(example, pipeline.predict_frame(example))
         return mlflow.pyfunc.log_model(

@@ -180,6 +180,7 @@ class PackagedPipeline(mlflow.pyfunc.PythonModel):
             if isinstance(state, dict) and "members" in state:  # an ensemble: one state (or None) per member
                 for member, member_state in zip(self.pipeline.members, state["members"], strict=True):
                     member.vae_state = member_state
+                self.pipeline.vae_state = state.get("ensemble")
             else:
                 self.pipeline.vae_state = state
         members = [m.vae_state for m in getattr(self.pipeline, "members", []) if m.vae_state]
