@@ -1,7 +1,6 @@
 """Several worker processes on one host sharing one study (and joining other hosts' workers).
 
-The coordinator prepares the study and its MLflow parent run (and the no-augmentation baseline
-run of a spec that does not search it), starts N workers (forked from a
+The coordinator prepares the study and its MLflow parent run, starts N workers (forked from a
 preloaded fork server, see `worker_context`) that each run `sweep.work`, shows progress from the
 storage, and ends the parent run when all are done.
 """
@@ -21,19 +20,8 @@ import optuna
 from vaeok.core.errors import UserError
 from vaeok.core.progress import trial_bar
 from vaeok.core.signals import Terminated, exit_code
-from vaeok.study import baseline
 from vaeok.study.spec import StudySpec
-from vaeok.study.sweep import (
-    DEFAULT_STORAGE,
-    Prepared,
-    SlotLock,
-    SweepOptions,
-    done,
-    finish,
-    prepare,
-    run_baseline,
-    work,
-)
+from vaeok.study.sweep import Prepared, SweepOptions, done, finish, prepare, work
 
 # What a worker's trials import. Workers are forked from a fork server that imports these once,
 # started BEFORE the study is prepared so the imports run on another core meanwhile: a spawned
@@ -88,8 +76,6 @@ def run_workers(spec: StudySpec, base_overrides: list[str], opts: SweepOptions, 
     bar = trial_bar(n_trials, done(prep.study), opts.progress)
     status = "FINISHED"
     try:
-        if not baseline.searches_baseline(prep.spec):  # once, here: a worker running it held the others up
-            run_baseline(prep, SlotLock(opts.storage or DEFAULT_STORAGE, prep.study.study_name))
         for p in procs:
             p.start()
         while any(p.is_alive() for p in procs):
