@@ -355,8 +355,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--trials", type=int, nargs="+", default=[5, 20], help="sweep sizes")
     ap.add_argument("--only", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
-    ap.add_argument("--imports", action="store_true", help="(default) time the heavy imports and the import floors")
-    ap.add_argument("--no-imports", action="store_true", help="skip the import timings")
+    ap.add_argument("--no-imports", action="store_true", help="skip timing the heavy imports and the import floors")
     ap.add_argument("--tag", default="", help="suffix of the results file (e.g. before)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     ap.add_argument("--checkout", type=Path, default=ROOT,
